@@ -7,20 +7,14 @@ parses options, shows progress and prints tables.
 from __future__ import annotations
 
 import json
-import math
-import os
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 import typer
 
+from eqtool.cli import _datasets as D
 from eqtool.errors import EqtoolError
 
-__all__ = ["app", "convert", "info", "split", "split_indices"]
-
-H5_SUFFIXES = (".h5", ".hdf5")
+__all__ = ["app", "convert", "info", "split"]
 
 app = typer.Typer(
     help="Convert, inspect and split datasets.\n\nExample: eqtool data convert a.extxyz b.xyz train.h5",
@@ -36,78 +30,20 @@ def _stderr_console():
     return Console(stderr=True)
 
 
-def _check_input(path: str) -> Path:
-    p = Path(path)
-    if not p.exists():
-        raise EqtoolError("file not found", source=path)
-    if p.is_dir():
-        raise EqtoolError("is a folder, expected a file", source=path)
-    if not os.access(p, os.R_OK):
-        raise EqtoolError("file is not readable (permission denied)", source=path)
-    return p
-
-
-def _is_hdf5(path: Path) -> bool:
-    import h5py
-
-    return path.suffix.lower() in H5_SUFFIXES or bool(h5py.is_hdf5(path))
-
-
-def _read(path: Path, fmt: str | None) -> list:
-    """All frames of a structure file; an empty file is an error."""
-    from eqtool.io import read_structures
-
-    graphs = read_structures(str(path), index=":", format=fmt)
-    if not graphs:
-        raise EqtoolError("no structures found (empty file?)", source=str(path))
-    return graphs
-
-
-def _flatten(d: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
-    for key, value in d.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict) and value and not all(isinstance(k, str) and len(k) <= 2 for k in value):
-            yield from _flatten(value, name + ".")
-        else:
-            yield name, value
-
-
-def _fmt(value: Any) -> str:
-    if isinstance(value, float | np.floating):
-        return "n/a" if math.isnan(value) else f"{value:.6g}"
-    if isinstance(value, dict):  # e.g. element -> count
-        return ", ".join(f"{k}: {_fmt(v)}" for k, v in value.items())
-    if isinstance(value, list | tuple | np.ndarray):
-        return ", ".join(_fmt(v) for v in value)
-    return str(value)
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | np.ndarray):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
 # ----------------------------------------------------------------------------- convert
 @app.command("convert")
 def convert(
-    paths: list[str] = typer.Argument(
-        ..., metavar="IN... OUT.h5", help="Input structure files, then the output file."
-    ),
+    inputs: list[str] = typer.Argument(..., metavar="IN", help="Input structure files (any number)."),
+    out: str = typer.Argument(..., metavar="OUT.h5", help="Output eqtool HDF5 dataset."),
     fmt: str | None = typer.Option(None, "--format", "-f", help="ASE format of the inputs (default: guess)."),
     source: str = typer.Option("", "--source", help="Provenance stored in the file (default: input names)."),
     level_of_theory: str = typer.Option("", "--level-of-theory", help="e.g. 'PBE/PAW 520 eV'."),
 ) -> None:
     """Convert structure files (every frame, with labels) into one eqtool HDF5 dataset.
 
-    The output is written atomically: on any bad input nothing is created and an existing
-    output is left untouched.
+    Inputs may be any format eqtool reads (extxyz, CIF, POSCAR, traj, SDF, ...) and eqtool .h5 files (merged).
+
+    Written atomically: on any bad input nothing is created and an existing OUT.h5 is left untouched.
 
     Example: eqtool data convert md1.extxyz md2.extxyz train.h5 --level-of-theory PBE
     """
@@ -115,15 +51,11 @@ def convert(
 
     from eqtool.io.hdf5 import H5Writer
 
-    if len(paths) < 2:
-        raise EqtoolError("needs at least one input file and an output .h5 file",
-                          source="eqtool data convert")
-    *inputs, out = paths
     out_path = Path(out)
-    if out_path.suffix.lower() not in H5_SUFFIXES:
-        raise EqtoolError(f"output must end in {' or '.join(H5_SUFFIXES)} (the last argument is the output)",
-                          source=out)
-    in_paths = [_check_input(p) for p in inputs]
+    if out_path.suffix.lower() not in D.H5_SUFFIXES:
+        raise EqtoolError(f"output must end in {' or '.join(D.H5_SUFFIXES)} "
+                          "(the last argument is the output)", source=out)
+    in_paths = [D.check_input(p) for p in inputs]
     if any(p.resolve() == out_path.resolve() for p in in_paths):
         raise EqtoolError("output is also an input", source=out)
 
@@ -137,26 +69,17 @@ def convert(
         task = progress.add_task("converting", total=len(in_paths), frames=0)
         for path in in_paths:
             progress.update(task, description=f"reading {path.name}")
-            for graph in _read(path, fmt):
+            for graph in D.iter_graphs(path, fmt):
                 writer.append(graph)
                 n_systems += 1
                 n_atoms += graph.n_atoms
                 progress.update(task, frames=n_systems)
             progress.advance(task)
-    console.print(f"wrote {n_systems} systems ({n_atoms} atoms) from {len(in_paths)} file(s) to {out}")
+    console.print(f"wrote {n_systems} systems ({n_atoms} atoms) from {len(in_paths)} file(s) to {out}",
+                  markup=False, highlight=False)
 
 
 # ----------------------------------------------------------------------------- info
-def _stats(path: Path, fmt: str | None) -> dict[str, Any]:
-    if _is_hdf5(path):
-        from eqtool.io.hdf5 import H5Dataset
-
-        return dict(H5Dataset(path).stats())
-    from eqtool.io.hdf5 import graph_stats
-
-    return dict(graph_stats(_read(path, fmt)))
-
-
 @app.command("info")
 def info(
     file: str = typer.Argument(..., help="An eqtool .h5 dataset or any readable structure file."),
@@ -167,52 +90,23 @@ def info(
 
     Example: eqtool data info train.h5 --json
     """
-    stats = _stats(_check_input(file), fmt)
+    stats = D.dataset_stats(D.check_input(file), fmt)
     if as_json:
-        print(json.dumps(_jsonable(stats), indent=2))
+        print(json.dumps(D.jsonable(stats), indent=2))
         return
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
-    table = Table(title=file, show_header=True)
+    table = Table(title=Text(file), show_header=True)
     table.add_column("statistic")
     table.add_column("value", overflow="fold")
-    for key, value in _flatten(stats):
-        table.add_row(key, _fmt(value))
+    for name, value in D.stats_rows(stats):
+        table.add_row(Text(name), Text(value))
     Console().print(table)
 
 
 # ----------------------------------------------------------------------------- split
-def split_indices(n: int, val: float, test: float, seed: int) -> dict[str, list[int]]:
-    """Random disjoint train/val/test indices covering ``range(n)``, reproducible for ``seed``.
-
-    ``round(test * n)`` systems go to test and ``round(val * n)`` to val; the rest train. Each list
-    is sorted.
-
-    Raises:
-        EqtoolError: fractions outside ``0 <= val, test`` and ``val + test < 1``, or no training
-            systems left.
-    """
-    if not (0.0 <= val < 1.0 and 0.0 <= test < 1.0 and val + test < 1.0):
-        raise EqtoolError(f"fractions must satisfy 0 <= val, test and val + test < 1 (got val={val}, "
-                          f"test={test})", source="--val/--test")
-    perm = np.random.default_rng(seed).permutation(n)
-    n_test, n_val = round(test * n), round(val * n)
-    if n - n_test - n_val < 1:
-        raise EqtoolError(f"no training systems left: {n} systems, val={val}, test={test}",
-                          source="--val/--test")
-    parts = {"train": perm[n_test + n_val:], "val": perm[n_test:n_test + n_val], "test": perm[:n_test]}
-    return {name: sorted(int(i) for i in idx) for name, idx in parts.items()}
-
-
-def _n_systems(path: Path, fmt: str | None) -> int:
-    if _is_hdf5(path):
-        from eqtool.io.hdf5 import H5Dataset
-
-        return len(H5Dataset(path))
-    return len(_read(path, fmt))
-
-
 @app.command("split")
 def split(
     file: str = typer.Argument(..., help="An eqtool .h5 dataset or any readable structure file."),
@@ -230,17 +124,18 @@ def split(
     """
     from eqtool.io.atomic import atomic_write
 
-    path = _check_input(file)
-    n = _n_systems(path, fmt)
-    parts = split_indices(n, val, test, seed)
+    D.check_fractions(val, test)
+    path = D.check_input(file)
     folder = Path(out_dir) if out_dir is not None else path.parent
     if not folder.is_dir():
         raise EqtoolError("output folder does not exist", source=str(folder))
+    n = D.n_systems(path, fmt)
+    parts = D.split_indices(n, val, test, seed)
     out = folder / f"{path.name}.split.json"
     record = {"file": path.name, "n_systems": n, "seed": seed, "val_fraction": val, "test_fraction": test,
               **parts}
-    with atomic_write(out) as fh:
-        json.dump(record, fh, indent=1)
-        fh.write("\n")
+    body = ",\n".join(f" {json.dumps(k)}: {json.dumps(v)}" for k, v in record.items())
+    with atomic_write(out) as fh:  # one key per line, each index list on one line
+        fh.write("{\n" + body + "\n}\n")
     sizes = ", ".join(f"{k} {len(v)}" for k, v in parts.items())
-    _stderr_console().print(f"wrote {out}: {sizes}")
+    _stderr_console().print(f"wrote {out}: {sizes}", markup=False, highlight=False)

@@ -36,6 +36,7 @@ __all__ = ["neighbor_list", "vesin_neighbor_list", "torch_neighbor_list", "batch
 
 METHODS = ("auto", "vesin", "torch")
 _CHUNK = 1 << 22  # max (receiver, sender-image) pairs held at once in the torch path
+_MAX_IMAGES = 1_000_000  # refuse cells so small/flat that the image grid explodes
 _FLAT = 1e-8  # |det| / prod(|a_k|) below this is a degenerate periodic cell
 
 
@@ -141,6 +142,10 @@ def torch_neighbor_list(positions, cell, pbc, cutoff: float):
                 a, b = frame[(k + 1) % 3], frame[(k + 2) % 3]
                 height = float(volume / torch.linalg.cross(a, b).norm())
                 reach[k] = math.ceil(cutoff / height)
+        n_images = math.prod(2 * m + 1 for m in reach)
+        if n_images > _MAX_IMAGES:
+            raise EqtoolError(f"cutoff {cutoff} Å needs {n_images} periodic images of this cell "
+                              f"(plane heights too small); use a supercell", source="neighbor list")
     images = torch.cartesian_prod(
         *[torch.arange(-m, m + 1, dtype=torch.long, device=device) for m in reach])  # [M, 3]
     zero_img = images.shape[0] // 2  # symmetric ranges: the middle image is n = (0, 0, 0)

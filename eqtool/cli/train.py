@@ -1,0 +1,58 @@
+"""``eqtool train``: train a model from a YAML recipe (all work in :func:`eqtool.train.train`)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+__all__ = ["train", "metrics_table"]
+
+
+def metrics_table(metrics: dict, title: str):
+    """A rich table of ``{"energy_mae": ..., ...}`` (meV/atom, meV/Å, meV/Å³)."""
+    from rich.table import Table
+
+    from eqtool.tasks.metrics import UNITS
+
+    table = Table(title=title)
+    for col in ("quantity", "MAE", "RMSE", "unit"):
+        table.add_column(col, justify="left" if col in ("quantity", "unit") else "right")
+    for name, unit in UNITS.items():
+        if f"{name}_mae" in metrics:
+            table.add_row(name, f"{metrics[f'{name}_mae']:.3f}", f"{metrics[f'{name}_rmse']:.3f}", unit)
+    return table
+
+
+def train(
+    recipe: Path = typer.Argument(..., help="YAML recipe (see recipes/)."),
+    overrides: list[str] = typer.Option([], "--set", help="Override a recipe value: KEY.SUB=VALUE (repeatable)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run from RUN_DIR/checkpoints/last.ckpt."),
+    run_dir: str | None = typer.Option(None, "--run-dir", help="Run folder (default: recipe run_dir or runs/NAME)."),
+    accelerator: str | None = typer.Option(None, "--accelerator", help="cpu, gpu, auto (trainer.accelerator)."),
+    devices: str | None = typer.Option(None, "--devices", help="Devices per node: 2, auto, '0,1'."),
+    num_nodes: int | None = typer.Option(None, "--num-nodes", help="Number of nodes (trainer.num_nodes)."),
+    strategy: str | None = typer.Option(None, "--strategy", help="auto, ddp, ... (trainer.strategy)."),
+) -> None:
+    """Train a model from a YAML recipe; writes checkpoints, logs, plots, test metrics and model.pt.
+
+    Example: eqtool train recipes/potential/cu-quick.yaml --set trainer.max_epochs=5
+    """
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
+    from rich.console import Console
+
+    from eqtool.config import load_config
+    from eqtool.train import train as run_training
+
+    extra = [f"trainer.{k}={v}" for k, v in (("accelerator", accelerator), ("devices", devices),
+                                              ("num_nodes", num_nodes), ("strategy", strategy)) if v is not None]
+    cfg = load_config(recipe, [*overrides, *extra], run_dir=run_dir)
+    console = Console(stderr=True)
+    out = run_training(cfg, resume=resume, log=lambda msg: console.print(msg, markup=False, highlight=False))
+    if rank_zero_only.rank != 0:
+        return
+    metrics_file = Path(out) / "test_metrics.json"
+    if metrics_file.is_file():
+        metrics = json.loads(metrics_file.read_text(encoding="utf-8"))
+        Console().print(metrics_table(metrics, f"{metrics.get('split', 'test')} metrics ({out})"))
