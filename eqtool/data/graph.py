@@ -102,11 +102,16 @@ class AtomGraph:
         if n > 1 and min_distance > 0:
             from eqtool.data.neighbors import neighbor_list
 
-            ei, sh = neighbor_list(self.positions, self.cell, self.pbc, min_distance)
+            # vesin's cell list is slow for tiny cutoffs: search at >= 1 Å and filter
+            ei, sh = neighbor_list(self.positions, self.cell, self.pbc, max(min_distance, 1.0))
             if ei.shape[1]:
-                j, i = int(ei[0, 0]), int(ei[1, 0])
-                d = np.linalg.norm(self.positions[j] - self.positions[i] + sh[0] @ self.cell)
-                self._fail(f"atoms {i} and {j} overlap ({d:.3f} Å apart, minimum {min_distance} Å)")
+                vec = self.positions[ei[0]] - self.positions[ei[1]] + sh @ self.cell
+                d = np.linalg.norm(vec, axis=1)
+                close = np.nonzero(d < min_distance)[0]
+                if len(close):
+                    k = close[0]
+                    j, i = int(ei[0, k]), int(ei[1, k])
+                    self._fail(f"atoms {i} and {j} overlap ({d[k]:.3f} Å apart, minimum {min_distance} Å)")
 
     # ------------------------------------------------------------- properties
     @property

@@ -36,8 +36,12 @@ _RESERVED_INFO = {"energy", "free_energy", "stress", "virial", "forces", "pbc", 
 
 # ----------------------------------------------------------------------------------- reading
 def graph_from_atoms(atoms, source: str) -> AtomGraph:
-    """``ase.Atoms`` -> validated :class:`AtomGraph`; JSON-decoded ``info['bonds']`` -> array."""
+    """``ase.Atoms`` -> validated :class:`AtomGraph`.
+
+    numpy scalars in ``info`` become Python scalars, ``info['bonds']`` an int64 ``[n, 3]`` array.
+    """
     graph = AtomGraph.from_ase(atoms, source=source)
+    graph.info = {k: v.item() if isinstance(v, np.generic) else v for k, v in graph.info.items()}
     if "bonds" in graph.info:
         graph.info["bonds"] = np.asarray(graph.info["bonds"], dtype=np.int64).reshape(-1, 3)
     return graph
@@ -196,8 +200,11 @@ def _encode_json(value) -> str | None:
 
 
 def _same(a, b) -> bool:
-    if isinstance(a, (str, bool, np.bool_)) or isinstance(b, (str, bool, np.bool_)):
-        return type(a) is type(b) and a == b if not isinstance(a, np.bool_) else bool(a) == b
+    """True if ``a`` (read back) equals ``b`` (written) in value and in kind (str/bool/number)."""
+    if isinstance(a, np.generic):
+        a = a.item()
+    if isinstance(a, (str, bool)) or isinstance(b, (str, bool)):
+        return type(a) is type(b) and a == b
     try:
         return np.asarray(a).dtype.kind == np.asarray(b).dtype.kind and np.array_equal(a, b)
     except (TypeError, ValueError):
