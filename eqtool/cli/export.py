@@ -11,7 +11,7 @@ __all__ = ["export"]
 
 def export(
     run_dir: Path = typer.Argument(..., help="A run folder made by `eqtool train`."),
-    out: Path | None = typer.Option(None, "--out", "-o", help="Output model file (default RUN_DIR/model.pt)."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Output file (default RUN_DIR/model.pt)."),
     last: bool = typer.Option(False, "--last", help="Use the last checkpoint instead of the best one."),
 ) -> None:
     """Export a trained model (EMA weights when present) to a model file for predict/relax/md.

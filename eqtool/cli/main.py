@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import typer
 
 from eqtool import __version__
-from eqtool.cli import data, info, stubs
+from eqtool.cli import check, data, export, generate, info, md, predict, relax, stubs, train
 from eqtool.errors import EqtoolError
 
 __all__ = ["build_app", "main"]
@@ -45,7 +45,7 @@ def _root(
 
 
 # Order of `eqtool --help`; commands not listed here follow in registration order.
-COMMAND_ORDER = ("train", "relax", "md", "generate", "dock", "predict", "data", "info", "check")
+COMMAND_ORDER = ("train", "export", "relax", "md", "generate", "dock", "predict", "data", "info", "check")
 
 
 class _OrderedGroup(typer.core.TyperGroup):
@@ -69,6 +69,13 @@ def build_app() -> typer.Typer:
     app.callback()(_root)
     app.add_typer(data.app, name="data")
     app.command("info")(info.info)
+    app.command("train")(train.train)
+    app.command("export")(export.export)
+    app.command("predict")(predict.predict)
+    app.command("check")(check.check)
+    app.command("generate")(generate.generate)
+    app.command("relax")(relax.relax)
+    app.command("md")(md.md)
     for name in stubs.NOT_BUILT:
         stubs.register(app, name)
     return app

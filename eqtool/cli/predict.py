@@ -24,14 +24,14 @@ def _read(paths: list[str]):
 
 
 def predict(
-    inputs: list[str] = typer.Argument(..., metavar="INPUT...", help="Structure files (any readable format, .h5)."),
+    inputs: list[str] = typer.Argument(..., metavar="INPUT...", help="Structure files (any format, .h5)."),
     model: str = typer.Option(..., "--model", "-m", help="Model file or shipped model name (e.g. cu-emt)."),
     out: Path = typer.Option(..., "--out", "-o", help="Output structure file, e.g. out.extxyz."),
     batch_size: int = typer.Option(16, "--batch-size", min=1, help="Structures per forward pass."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:1 or auto."),
     dtype: str | None = typer.Option(None, "--dtype", help="float32 or float64 (default: the model's)."),
 ) -> None:
-    """Predict energy (eV), forces (eV/Å) and stress (eV/Å³, periodic cells) and write them with the structures.
+    """Predict energy (eV), forces (eV/Å), stress (eV/Å³, periodic) and write them with the structures.
 
     Reference labels in the inputs are replaced in the output; their errors are printed.
 
@@ -53,7 +53,8 @@ def predict(
                         disable=not console.is_terminal, transient=True)
     with progress:
         task = progress.add_task("predict", total=len(graphs))
-        predicted = predict_graphs(net, graphs, batch_size, progress=lambda n: progress.update(task, completed=n))
+        predicted = predict_graphs(net, graphs, batch_size,
+                                   progress=lambda n: progress.update(task, completed=n))
     write_structures(out, predicted)
     console.print(f"wrote {len(predicted)} structures to {out}", markup=False, highlight=False)
     arrays = _reference_arrays(graphs, predicted)
@@ -72,7 +73,8 @@ def _reference_arrays(refs, preds) -> dict:
     if all("forces" in g.labels for g in refs):
         out["forces"] = {"ref": np.concatenate([g.labels["forces"] for g in refs]),
                          "pred": np.concatenate([p.labels["forces"] for p in preds])}
-    pairs = [(g, p) for g, p in zip(refs, preds, strict=True) if "stress" in g.labels and "stress" in p.labels]
+    pairs = [(g, p) for g, p in zip(refs, preds, strict=True)
+             if "stress" in g.labels and "stress" in p.labels]
     if pairs:
         out["stress"] = {"ref": np.stack([g.labels["stress"] for g, _ in pairs]),
                          "pred": np.stack([p.labels["stress"] for _, p in pairs])}

@@ -16,20 +16,8 @@ __all__ = ["NOT_BUILT", "register", "not_available_message"]
 
 # name -> (one-line summary, example invocation)
 NOT_BUILT: dict[str, tuple[str, str]] = {
-    "train": ("Train a model (potential, Hamiltonian, generative, docking) from a YAML recipe.",
-              "eqtool train recipes/potential.yaml --set trainer.max_epochs=100"),
-    "relax": ("Relax structures (positions, optionally the cell) with a trained potential.",
-              "eqtool relax model.pt in.extxyz out.extxyz --fmax 0.05"),
-    "md": ("Run molecular dynamics (NVE/NVT/NPT) with a trained potential.",
-           "eqtool md model.pt start.extxyz traj.h5 --ensemble nvt --temperature 300 --steps 10000"),
-    "generate": ("Generate new structures with a trained diffusion model.",
-                 "eqtool generate model.pt out.extxyz --num 100"),
     "dock": ("Dock ligands into a protein pocket with a trained docking model.",
              "eqtool dock model.pt protein.pdb ligands.sdf poses.sdf"),
-    "predict": ("Predict energies, forces, stress (or other trained targets) for structures.",
-                "eqtool predict model.pt in.extxyz out.extxyz"),
-    "check": ("Check a model: equivariance, finite-difference forces, batch consistency.",
-              "eqtool check model.pt"),
 }
 
 

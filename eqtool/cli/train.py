@@ -27,10 +27,10 @@ def metrics_table(metrics: dict, title: str):
 
 def train(
     recipe: Path = typer.Argument(..., help="YAML recipe (see recipes/)."),
-    overrides: list[str] = typer.Option([], "--set", help="Override a recipe value: KEY.SUB=VALUE (repeatable)."),
-    resume: bool = typer.Option(False, "--resume", help="Continue the run from RUN_DIR/checkpoints/last.ckpt."),
-    run_dir: str | None = typer.Option(None, "--run-dir", help="Run folder (default: recipe run_dir or runs/NAME)."),
-    accelerator: str | None = typer.Option(None, "--accelerator", help="cpu, gpu, auto (trainer.accelerator)."),
+    overrides: list[str] = typer.Option([], "--set", help="Override a recipe value: KEY.SUB=VALUE (repeat)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from RUN_DIR/checkpoints/last.ckpt."),
+    run_dir: str | None = typer.Option(None, "--run-dir", help="Run folder (default: recipe's)."),
+    accelerator: str | None = typer.Option(None, "--accelerator", help="cpu, gpu or auto."),
     devices: str | None = typer.Option(None, "--devices", help="Devices per node: 2, auto, '0,1'."),
     num_nodes: int | None = typer.Option(None, "--num-nodes", help="Number of nodes (trainer.num_nodes)."),
     strategy: str | None = typer.Option(None, "--strategy", help="auto, ddp, ... (trainer.strategy)."),
@@ -45,8 +45,9 @@ def train(
     from eqtool.config import load_config
     from eqtool.train import train as run_training
 
-    extra = [f"trainer.{k}={v}" for k, v in (("accelerator", accelerator), ("devices", devices),
-                                              ("num_nodes", num_nodes), ("strategy", strategy)) if v is not None]
+    given = (("accelerator", accelerator), ("devices", devices), ("num_nodes", num_nodes),
+             ("strategy", strategy))
+    extra = [f"trainer.{k}={v}" for k, v in given if v is not None]
     cfg = load_config(recipe, [*overrides, *extra], run_dir=run_dir)
     console = Console(stderr=True)
     out = run_training(cfg, resume=resume, log=lambda msg: console.print(msg, markup=False, highlight=False))

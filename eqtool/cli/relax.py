@@ -1,0 +1,111 @@
+"""``eqtool relax``: relax structures (positions, optionally the cell) with a trained potential."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+__all__ = ["relax", "EXIT_NOT_CONVERGED"]
+
+EXIT_NOT_CONVERGED = 3
+
+
+def relax(
+    inputs: list[str] = typer.Argument(..., metavar="INPUT...", help="Structure files (any readable format)."),
+    model: list[str] = typer.Option(..., "--model", "-m",
+                                    help="Model file or shipped name (e.g. cu-emt); repeat for a committee."),
+    out: Path = typer.Option(Path("relaxed.extxyz"), "--out", "-o", help="Output structure file."),
+    fmax: float = typer.Option(0.01, "--fmax", help="Force convergence threshold, eV/Å."),
+    steps: int = typer.Option(500, "--steps", help="Maximum optimiser steps per structure."),
+    optimizer: str = typer.Option("fire", "--optimizer", help="fire, bfgs or lbfgs."),
+    cell: bool = typer.Option(False, "--cell", help="Relax the cell too (FrechetCellFilter)."),
+    pressure: float = typer.Option(0.0, "--pressure", help="Target pressure for --cell, GPa."),
+    traj_dir: Path | None = typer.Option(None, "--traj-dir",
+                                         help="Write each structure's steps to DIR/relax_<k>.extxyz."),
+    device: str = typer.Option("auto", "--device", help="cpu, cuda, cuda:1 or auto."),
+    dtype: str = typer.Option("float64", "--dtype", help="float64 or float32."),
+) -> None:
+    """Relax structures with a trained potential until the largest force is below --fmax.
+
+    Fixed atoms (ASE constraints in the input file) stay fixed. Writes the relaxed structures with
+    their energy (eV), forces (eV/Å) and stress (eV/Å³) atomically. Exit code 3 if any structure
+    did not converge.
+
+    Example: eqtool relax vacancy.extxyz --model cu-emt --fmax 0.01 --out relaxed.extxyz
+    """
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from eqtool.calculator import EqCalculator
+    from eqtool.data.graph import AtomGraph
+    from eqtool.errors import EqtoolError
+    from eqtool.io import write_structures
+    from eqtool.io.atomic import _check_folder
+    from eqtool.io.ase import graph_from_atoms
+    from eqtool.sim.relax import check_relax_options
+    from eqtool.sim.relax import relax as relax_one
+    from eqtool.sim.structures import label_of, read_atoms
+
+    # every check before any work, so bad input leaves nothing behind
+    check_relax_options(fmax, steps, optimizer.lower(), cell, pressure)
+    from eqtool.io import _write_format
+
+    _write_format(out, None)
+    _check_folder(out)
+    if traj_dir is not None and not traj_dir.is_dir():
+        raise EqtoolError("trajectory folder does not exist", source=str(traj_dir))
+    calc = EqCalculator(model=model if len(model) > 1 else model[0], device=device, dtype=dtype)
+    structures = read_atoms(inputs)
+    for atoms in structures:
+        calc.check_elements(atoms.get_atomic_numbers(), source=atoms.info["source"])
+        if cell and not all(atoms.pbc):
+            raise EqtoolError("--cell needs a cell periodic in all three directions", source=atoms.info["source"])
+
+    console = Console(stderr=True)
+    progress = Progress(TextColumn("relaxing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                        console=console, disable=not console.is_terminal, transient=True)
+    results = []
+    with progress:
+        task = progress.add_task("relax", total=len(structures))
+        for k, atoms in enumerate(structures):
+            results.append(relax_one(atoms, calc, fmax=fmax, steps=steps, optimizer=optimizer.lower(), cell=cell,
+                                     pressure_gpa=pressure, trajectory=traj_dir is not None))
+            progress.update(task, completed=k + 1)
+
+    graphs = []
+    for k, (atoms, res) in enumerate(zip(structures, results)):
+        g = graph_from_atoms(res.atoms, atoms.info["source"])
+        g.info.pop("source", None)
+        g.info.update(relax_converged=bool(res.converged), relax_steps=int(res.steps))
+        graphs.append(g)
+    for k, res in enumerate(results):
+        if traj_dir is not None:
+            frames: list[AtomGraph] = [graph_from_atoms(a, f"relax_{k}@{i}") for i, a in enumerate(res.frames)]
+            for f in frames:
+                f.info.pop("source", None)
+            write_structures(traj_dir / f"relax_{k}.extxyz", frames)
+    write_structures(out, graphs)
+    console.print(_table(structures, results, label_of))
+    console.print(f"wrote {len(graphs)} structure(s) to {out}", markup=False, highlight=False)
+    failed = [k for k, r in enumerate(results) if not r.converged]
+    if failed:
+        names = ", ".join(label_of(structures[k].info["source"], k) for k in failed[:5])
+        more = f" and {len(failed) - 5} more" if len(failed) > 5 else ""
+        console.print(f"not converged within {steps} steps (fmax {fmax} eV/Å): {len(failed)} of {len(results)} "
+                      f"structure(s): {names}{more}", markup=False, highlight=False)
+        raise typer.Exit(EXIT_NOT_CONVERGED)
+
+
+def _table(structures, results, label_of):
+    from rich.table import Table
+
+    table = Table(title="relaxation (energies eV, forces eV/Å)", show_header=True)
+    for col in ("#", "structure", "atoms", "E initial", "E final", "max force", "steps", "converged"):
+        table.add_column(col, justify="left" if col in ("structure", "converged") else "right",
+                         no_wrap=col == "converged")
+    for k, (atoms, r) in enumerate(zip(structures, results)):
+        table.add_row(str(k), label_of(atoms.info["source"], k), str(len(atoms)), f"{r.initial_energy:.6f}",
+                      f"{r.final_energy:.6f}", f"{r.max_force:.4f}", str(r.steps),
+                      "yes" if r.converged else "[bold red]NO[/bold red]")
+    return table

@@ -1,0 +1,184 @@
+"""Channel-wise ("uvu"/"uuu") tensor products on channel-uniform features ``[.., D, C]``.
+
+Both products precompute ONE dense Clebsch-Gordan matrix (e3nn ``o3.wigner_3j`` times
+``sqrt(2 l3 + 1)``, "component" normalisation) at build time, so a forward pass is a couple of
+batched matmuls and elementwise products -- no Python loop over paths, edges or atoms.
+Path outputs are ordered grouped by output irrep, the copies of each irrep contiguous (what
+:class:`eqtool.nn.linear.IrrepsLinear` expects).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from e3nn import o3
+from torch import nn
+
+__all__ = ["clebsch_gordan", "EdgeConvTP", "NodeTP"]
+
+
+def clebsch_gordan(ir1, ir2, ir3) -> torch.Tensor:
+    """``[d1, d2, d3]`` coupling coefficients, zero if parity/triangle forbid the path."""
+    ir1, ir2, ir3 = o3.Irrep(ir1), o3.Irrep(ir2), o3.Irrep(ir3)
+    if ir3 not in ir1 * ir2:
+        return torch.zeros(ir1.dim, ir2.dim, ir3.dim, dtype=torch.float64)
+    return o3.wigner_3j(ir1.l, ir2.l, ir3.l, dtype=torch.float64) * math.sqrt(ir3.dim)
+
+
+class _Constants:
+    """Float64 master copies of fixed coupling tensors, cast on demand and cached per dtype/device.
+
+    Deliberately NOT buffers: ``module.to(float32)`` would round them, and a later ``.to(float64)``
+    could not restore the digits that equivariance to 1e-10 in float64 needs. Not saved in
+    ``state_dict`` either (they are rebuilt from the irreps).
+    """
+
+    def __init__(self):
+        self.master: dict[str, torch.Tensor] = {}
+        self.cache: dict[tuple, torch.Tensor] = {}
+
+    def add(self, name: str, value: torch.Tensor) -> None:
+        self.master[name] = value.to(torch.float64).contiguous()
+
+    def get(self, name: str, like: torch.Tensor) -> torch.Tensor:
+        key = (name, like.dtype, like.device)
+        t = self.cache.get(key)
+        if t is None:
+            t = self.cache[key] = self.master[name].to(device=like.device, dtype=like.dtype)
+        return t
+
+
+def _offsets(irs) -> list[int]:
+    out = [0]
+    for ir in irs:
+        out.append(out[-1] + ir.dim)
+    return out
+
+
+class EdgeConvTP(nn.Module):
+    """Convolution ``A_i = sum_j  R_ij (x) [h_j (x) Y(r_ij)]``: "uvu" paths with external weights.
+
+    ``h_j`` ``[E, DX, C]`` are sender features, ``Y`` ``[E, DY]`` edge spherical harmonics and
+    ``w`` ``[E, n_paths, C]`` per-edge, per-channel path weights (from a radial MLP). Messages are
+    scatter-summed to receivers: output ``[N, D_paths, C]``, irreps :attr:`irs_out` (one entry per
+    path, grouped by output irrep). The paths are split into segments of equal (output irrep,
+    source irrep); per segment ``G = Y @ CG`` ``[E, n, d3, d1]`` couples the edge harmonics once,
+    then ``m[e, p] = G[e, p] @ (w[e, p] * h_j[e])`` (a broadcast product when ``d1 = 1``) and
+    ``index_add_`` to the receivers.
+
+    Args:
+        irs_node: node irreps (channel-uniform) of ``h``.
+        lmax: maximum ``l`` of ``Y`` (``Y`` holds ``l = 0..lmax``, parity ``(-1)^l``).
+        irs_target: allowed output irreps; paths to other irreps are dropped (MACE
+            ``tp_out_irreps_with_instructions``).
+    """
+
+    def __init__(self, irs_node: Sequence, lmax: int, irs_target: Sequence):
+        super().__init__()
+        irs_x = [o3.Irrep(ir) for ir in irs_node]
+        irs_y = [o3.Irrep(l, (-1) ** l) for l in range(lmax + 1)]
+        ox, oy = _offsets(irs_x), _offsets(irs_y)
+        self.dy = oy[-1]
+        self.consts = _Constants()
+        paths, segments = [], []
+        for ir3 in (o3.Irrep(ir) for ir in irs_target):
+            for i1, ir1 in enumerate(irs_x):
+                seg = [(i1, i2, ir3) for i2, ir2 in enumerate(irs_y) if ir3 in ir1 * ir2]
+                if not seg:
+                    continue
+                cg = torch.zeros(self.dy, len(seg) * ir3.dim, ir1.dim, dtype=torch.float64)
+                for p, (_, i2, _) in enumerate(seg):
+                    c = clebsch_gordan(ir1, irs_y[i2], ir3)  # [d1, d2, d3]
+                    cg[oy[i2]: oy[i2 + 1], p * ir3.dim: (p + 1) * ir3.dim, :] = c.permute(1, 2, 0)
+                # (x rows, path start, n paths, d3, d1, cg index)
+                segments.append((ox[i1], len(paths), len(seg), ir3.dim, ir1.dim, len(segments)))
+                self.consts.add(f"cg_{len(segments) - 1}", cg.reshape(self.dy, -1))
+                paths += seg
+        self.paths = paths
+        self.irs_out = [ir3 for _, _, ir3 in paths]
+        self.segments = segments
+        self.n_paths = len(paths)
+        self.x_dims = [ir.dim for ir in irs_x]
+        self.x_index = {o: i for i, o in enumerate(ox[:-1])}
+
+    def forward(self, h_j: torch.Tensor, Y: torch.Tensor, w: torch.Tensor, receiver: torch.Tensor,
+                num_nodes: int) -> torch.Tensor:
+        E, _, C = h_j.shape
+        # split (not slice): the backward of split is one cat, that of a slice a full zero-fill
+        xs = h_j.split(self.x_dims, dim=1)  # [E, d1, C] per node irrep
+        ws = w.split([n for _, _, n, _, _, _ in self.segments], dim=1)  # [E, n, C] per segment
+        outs = []
+        for (x0, _, n, d3, d1, g), w_seg in zip(self.segments, ws, strict=False):
+            G = (Y @ self.consts.get(f"cg_{g}", Y)).view(E * n, d3, d1)  # [E*n, d3, d1]
+            x = xs[self.x_index[x0]]  # [E, d1, C]
+            # weight the (small) source first, then couple: 2-4x faster than weighting the output
+            if d1 == 1:
+                xw = (x * w_seg).view(E * n, 1, C)  # [E*n, 1, C]
+                m = G * xw  # [E*n, d3, C]
+            else:
+                xw = (x.unsqueeze(1) * w_seg.unsqueeze(2)).view(E * n, d1, C)  # [E*n, d1, C]
+                m = torch.bmm(G, xw)  # [E*n, d3, C]
+            m = m.view(E, n * d3, C)
+            outs.append(m.new_zeros(num_nodes, n * d3, C).index_add_(0, receiver, m))  # [N, n*d3, C]
+        return torch.cat(outs, dim=1)  # [N, D_paths, C]
+
+
+class NodeTP(nn.Module):
+    """Channel-wise ("uuu") product of two node features ``x`` ``[N, D1, C]``, ``y`` ``[N, D2, C]``.
+
+    Returns the unweighted path outputs ``[N, D_paths, C]`` (irreps :attr:`irs_out`, grouped by
+    output irrep). Implemented as ``CG^T @ (x[:, I] * y[:, J])`` over the index pairs ``(I, J)``
+    that some path uses.
+
+    Args:
+        irs1, irs2: irreps of ``x`` and ``y``.
+        irs_target: allowed output irreps, in output order.
+        symmetric: ``x`` and ``y`` are the same tensor: keep only ``l1 <= l2`` paths, drop the
+            paths that vanish by antisymmetry and use upper-triangle pairs ``I <= J`` only.
+    """
+
+    def __init__(self, irs1: Sequence, irs2: Sequence, irs_target: Sequence, symmetric: bool = False):
+        super().__init__()
+        irs1 = [o3.Irrep(ir) for ir in irs1]
+        irs2 = [o3.Irrep(ir) for ir in irs2]
+        o1, o2 = _offsets(irs1), _offsets(irs2)
+        paths = []
+        for ir3 in (o3.Irrep(ir) for ir in irs_target):
+            for i1, ir1 in enumerate(irs1):
+                for i2, ir2 in enumerate(irs2):
+                    if ir3 not in ir1 * ir2:
+                        continue
+                    if symmetric and (i2 < i1 or (i1 == i2 and (2 * ir1.l - ir3.l) % 2 == 1)):
+                        continue
+                    paths.append((i1, i2, ir3))
+        self.paths = paths
+        self.irs_out = [ir3 for _, _, ir3 in paths]
+        self.n_paths = len(paths)
+        d_out = sum(ir.dim for ir in self.irs_out)
+        full = torch.zeros(o1[-1], o2[-1], d_out, dtype=torch.float64)
+        col = 0
+        path_of_col = []
+        for p, (i1, i2, ir3) in enumerate(paths):
+            full[o1[i1]: o1[i1 + 1], o2[i2]: o2[i2 + 1], col: col + ir3.dim] = \
+                clebsch_gordan(irs1[i1], irs2[i2], ir3)
+            col += ir3.dim
+            path_of_col += [p] * ir3.dim
+        if symmetric:
+            # x_I x_J = x_J x_I: fold the lower triangle onto the upper one
+            f = full.permute(2, 0, 1)  # [D_paths, D1, D1]
+            f = f.triu(1) + f.transpose(1, 2).triu(1) + torch.diag_embed(f.diagonal(dim1=1, dim2=2))
+            full = f.permute(1, 2, 0)
+        used = full.abs().sum(-1) > 1e-12  # [D1, D2]
+        I, J = used.nonzero(as_tuple=True)
+        self.register_buffer("I", I, persistent=False)
+        self.register_buffer("J", J, persistent=False)
+        self.consts = _Constants()
+        self.consts.add("cg_t", full[I, J].T)  # [D_paths, P]
+        self.register_buffer("path_of_col", torch.tensor(path_of_col, dtype=torch.long), persistent=False)
+        self.symmetric = symmetric
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        cg_t = self.consts.get("cg_t", x)
+        return cg_t @ (x[:, self.I] * y[:, self.J])  # [D_paths, P] @ [N, P, C] -> [N, D_paths, C]

@@ -1,0 +1,299 @@
+"""Training of diffusion models (``task: generative``): data, Lightning task, run setup and export.
+
+* :class:`MoleculeDataModule` -- molecules held in memory as ``(positions, atomic_numbers)``,
+  batched as ``positions``, ``atomic_numbers``, ``batch``, ``n_atoms`` (no edges: the denoiser is
+  fully connected within each molecule).
+* :class:`GenerativeTask` -- EDM's simplified loss (:func:`eqtool.models.generative.diffusion_loss`),
+  AdamW, the schedules of :class:`~eqtool.tasks.potential.PotentialTask` and EMA weights.
+* :func:`prepare_generative` fits what the model stores from the training split (atom types,
+  atom-count histogram); :func:`finish_generative` exports ``model.pt`` (EMA weights of the last
+  checkpoint) with the training SMILES for novelty; :func:`train_generative` runs all of it.
+"""
+
+from __future__ import annotations
+
+import warnings
+import zlib
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from eqtool.data import keys as K
+from eqtool.errors import EqtoolError
+from eqtool.models.generative.diffusion import diffusion_loss
+from eqtool.tasks.ema import EMA
+from eqtool.tasks.potential import PotentialTask
+
+__all__ = ["GenerativeTask", "MoleculeDataModule", "MoleculeDataset", "MoleculeCollater",
+           "prepare_generative", "finish_generative", "train_generative", "pack_smiles", "unpack_smiles",
+           "read_train_smiles", "SMILES_KEY"]
+
+SMILES_KEY = "train_smiles_zlib"  # model-file ``extra`` key: zlib of the sorted training SMILES, one a line
+
+
+def pack_smiles(smiles: Iterable[str | None]) -> bytes:
+    """Distinct non-empty SMILES, sorted, newline-joined and zlib-compressed."""
+    return zlib.compress("\n".join(sorted({s for s in smiles if s})).encode("utf-8"), 9)
+
+
+def unpack_smiles(blob: bytes) -> list[str]:
+    """Inverse of :func:`pack_smiles`."""
+    text = zlib.decompress(blob).decode("utf-8")
+    return text.split("\n") if text else []
+
+
+class MoleculeDataset(Dataset):
+    """``(positions [n, 3] float64 Å, atomic_numbers [n] int64)`` pairs read once from any graphs."""
+
+    def __init__(self, graphs: Iterable):
+        self.items = [(np.asarray(g.positions, dtype=np.float64),
+                       np.asarray(g.atomic_numbers, dtype=np.int64)) for g in graphs]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int):
+        return self.items[i]
+
+    @property
+    def n_atoms(self) -> np.ndarray:
+        return np.array([len(z) for _, z in self.items], dtype=np.int64)
+
+
+class MoleculeCollater:
+    """Picklable ``collate_fn``: pairs -> ``{positions, atomic_numbers, batch, n_atoms}``."""
+
+    def __init__(self, dtype: torch.dtype):
+        self.dtype = dtype
+
+    def __call__(self, items: Sequence) -> dict[str, torch.Tensor]:
+        n = torch.tensor([len(z) for _, z in items], dtype=torch.long)
+        return {
+            K.POSITIONS: torch.from_numpy(np.concatenate([p for p, _ in items])).to(self.dtype),
+            K.ATOMIC_NUMBERS: torch.from_numpy(np.concatenate([z for _, z in items])),
+            K.BATCH: torch.repeat_interleave(torch.arange(len(items)), n),
+            K.N_ATOMS: n,
+        }
+
+
+class MoleculeDataModule(L.LightningDataModule):
+    """Train/val/test loaders of molecules (splits as :func:`eqtool.data.datamodule.resolve_splits`).
+
+    Args:
+        cfg: a :class:`~eqtool.config.schema.DataConfig`.
+        dtype: float dtype of the positions.
+    """
+
+    def __init__(self, cfg, dtype: torch.dtype = torch.float32):
+        super().__init__()
+        self.cfg, self.dtype = cfg, dtype
+        self.datasets: dict[str, MoleculeDataset] = {}
+        self.splits: dict[str, np.ndarray] = {}
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.datasets:
+            return
+        from eqtool.data.datamodule import open_structures, resolve_splits  # (import cycle via tasks)
+
+        full = open_structures(self.cfg.path)
+        if len(full) == 0:
+            raise EqtoolError("dataset has no frames", source=str(self.cfg.path))
+        self.splits = resolve_splits(self.cfg, len(full))
+        for name, idx in self.splits.items():
+            if isinstance(full, list):
+                graphs = [full[int(i)] for i in idx]
+            else:
+                graphs = open_structures(self.cfg.path, indices=idx)
+            self.datasets[name] = MoleculeDataset(graphs)
+
+    def _loader(self, name: str, shuffle: bool, batch_size: int | None = None) -> DataLoader:
+        self.setup()
+        workers = self.cfg.num_workers
+        return DataLoader(self.datasets[name], batch_size=batch_size or self.cfg.batch_size, shuffle=shuffle,
+                          collate_fn=MoleculeCollater(self.dtype), num_workers=workers,
+                          persistent_workers=workers > 0, drop_last=False)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False, batch_size=self.cfg.val_batch_size)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False, batch_size=self.cfg.val_batch_size)
+
+
+class GenerativeTask(L.LightningModule):
+    """A diffusion model with EDM's simplified loss, AdamW, LR schedule and EMA weights.
+
+    Logs ``{train,val,test}/loss`` and the per-coordinate errors ``…/loss_positions``,
+    ``…/loss_features``. Validation and test draw ``t`` and the noise from a generator seeded by
+    the batch index, so ``val/loss`` is comparable between epochs.
+
+    Args:
+        model: an :class:`~eqtool.models.generative.edm.EDM` (with ``.config``).
+        loss: :class:`~eqtool.models.generative.config.GenerativeLossConfig`.
+        optim: :class:`~eqtool.config.schema.OptimConfig`.
+        max_epochs, check_val_every: as :class:`~eqtool.tasks.potential.PotentialTask`.
+    """
+
+    def __init__(self, model: torch.nn.Module, loss, optim, max_epochs: int = 100, check_val_every: int = 1):
+        super().__init__()
+        if not hasattr(model, "encode") or not hasattr(model, "schedule"):
+            raise EqtoolError(f"model {getattr(model, 'config', {}).get('name')!r} is not a diffusion model; "
+                              "task 'generative' needs model.name: edm", source="recipe")
+        self.model = model
+        self.loss_cfg, self.optim_cfg = loss, optim
+        self.max_epochs, self.check_val_every = int(max_epochs), int(check_val_every)
+        self.ema = EMA(model, optim.ema_decay) if optim.ema_decay is not None else None
+        self.save_hyperparameters({"model_config": dict(model.config)})
+
+    # the same optimiser, warm-up and schedules as a potential
+    configure_optimizers = PotentialTask.configure_optimizers
+    on_train_epoch_start = PotentialTask.on_train_epoch_start
+    eval_model = PotentialTask.eval_model
+
+    def _step(self, split: str, batch, batch_idx: int) -> torch.Tensor:
+        training = split == "train"
+        model = self.model if training else self.eval_model
+        gen = None
+        if not training:
+            gen = torch.Generator(device=batch[K.POSITIONS].device).manual_seed(int(batch_idx))
+        loss, terms = diffusion_loss(model, batch, gen, self.loss_cfg.positions, self.loss_cfg.features)
+        b = int(batch[K.N_ATOMS].shape[0])
+        self.log(f"{split}/loss", loss.detach(), batch_size=b, on_step=training, on_epoch=True,
+                 sync_dist=True, prog_bar=True)
+        for name, value in terms.items():
+            self.log(f"{split}/loss_{name}", value, batch_size=b, on_step=False, on_epoch=True,
+                     sync_dist=True)
+        return loss if training else loss.detach()
+
+    def forward(self, batch):
+        return self.eval_model(batch)
+
+    def training_step(self, batch, batch_idx):
+        return self._step("train", batch, batch_idx)
+
+    def validation_step(self, batch, batch_idx):
+        return self._step("val", batch, batch_idx)
+
+    def test_step(self, batch, batch_idx):
+        return self._step("test", batch, batch_idx)
+
+    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
+        if self.ema is not None:
+            self.ema.update(self.model)
+
+    def on_train_epoch_end(self) -> None:
+        self.log("lr", self.trainer.optimizers[0].param_groups[0]["lr"], sync_dist=True)
+
+
+# --------------------------------------------------------------------------- run setup
+FITTED = ("atom_types", "n_atoms_hist")
+
+
+def prepare_generative(cfg, log=print):
+    """Build the diffusion model of ``cfg.model`` with the atom types and the atom-count histogram of
+    the training split (``atom_types`` may be fixed in ``model.kwargs``; the histogram is always fitted).
+
+    Returns:
+        ``(model, datamodule)``.
+    """
+    from eqtool.models.registry import build_model, model_kwargs
+
+    if "n_atoms_hist" not in model_kwargs(cfg.model.name):
+        raise EqtoolError(f"model {cfg.model.name!r} is not a diffusion model; task 'generative' needs "
+                          "model.name: edm", source="recipe")
+    if "n_atoms_hist" in cfg.model.kwargs:
+        raise EqtoolError("model.kwargs.n_atoms_hist is fitted from the training split; remove it",
+                          source="recipe")
+    dtype = getattr(torch, cfg.trainer.dtype)
+    dm = MoleculeDataModule(cfg.data, dtype)
+    dm.setup()
+    n = dm.datasets["train"].n_atoms
+    hist = np.bincount(n).tolist()
+    types = cfg.model.kwargs.get("atom_types")
+    if types is None:
+        types = sorted({int(z) for _, zs in dm.datasets["train"].items for z in np.unique(zs)})
+    log(f"data: {cfg.data.path}: train {len(dm.splits['train'])}, val {len(dm.splits['val'])}, "
+        f"test {len(dm.splits['test'])} molecules; atom types {types}; atoms per molecule "
+        f"{int(n.min())}-{int(n.max())} (mean {n.mean():.1f})")
+    model = build_model(cfg.model.name, **{**cfg.model.kwargs, "atom_types": types, "n_atoms_hist": hist})
+    return model.to(dtype), dm
+
+
+def finish_generative(cfg, run_dir, dm, log=print) -> Path:
+    """Export ``run_dir/model.pt``: EMA weights of the last checkpoint, with the training SMILES."""
+    from eqtool.chem import smiles_from_structures
+    from eqtool.models.files import save_model
+    from eqtool.train import checkpoint_path, model_from_checkpoint
+
+    run_dir = Path(run_dir)
+    ckpt = checkpoint_path(run_dir, "last")
+    model = model_from_checkpoint(ckpt)
+    dm.setup()
+    smiles = smiles_from_structures(dm.datasets["train"].items)
+    extra = {"checkpoint": ckpt.name, "data": str(cfg.data.path), "n_train": len(dm.datasets["train"]),
+             SMILES_KEY: pack_smiles(smiles)}
+    out = save_model(model, run_dir / "model.pt", extra=extra)
+    n_smiles = len({s for s in smiles if s})
+    log(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB; {n_smiles} distinct training SMILES)")
+    return out
+
+
+def train_generative(config, resume: bool = False, log=print) -> Path:
+    """Train a ``task: generative`` recipe; return the run folder (layout of :func:`eqtool.train.train`:
+    ``config.yaml``, ``model_config.json``, ``checkpoints/``, ``logs/``, ``model.pt``)."""
+    from eqtool.config.load import save_config
+    from eqtool.models.registry import build_model
+    from eqtool.tasks.report import write_json
+    from eqtool.train import CKPT_DIR, _trainer
+
+    run_dir = Path(config.run_dir)
+    last = run_dir / CKPT_DIR / "last.ckpt"
+    if resume and not last.is_file():
+        raise EqtoolError(f"nothing to resume: {last} does not exist", source=str(run_dir))
+    if not resume and (run_dir / CKPT_DIR).is_dir() and any((run_dir / CKPT_DIR).iterdir()):
+        raise EqtoolError("run folder already has checkpoints; pass --resume to continue it or choose "
+                          "another --run-dir", source=str(run_dir))
+    L.seed_everything(config.trainer.seed, workers=True, verbose=False)
+    trainer = _trainer(config, run_dir)
+    quiet = (lambda *a, **k: None) if not trainer.is_global_zero else log
+    dtype = getattr(torch, config.trainer.dtype)
+    if resume:
+        saved = torch.load(last, map_location="cpu", weights_only=True)
+        model = build_model(**saved["hyper_parameters"]["model_config"]).to(dtype)
+        del saved
+        dm = MoleculeDataModule(config.data, dtype)
+    else:
+        model, dm = prepare_generative(config, log=quiet)
+    if trainer.is_global_zero:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(config, run_dir / ("config.yaml" if not resume else "config.resume.yaml"))
+        if not resume:
+            write_json(run_dir / "model_config.json", model.config)
+    task = GenerativeTask(model, config.loss, config.optim, max_epochs=config.trainer.max_epochs,
+                          check_val_every=config.trainer.check_val_every)
+    with warnings.catch_warnings():  # the EMA copy is in eval mode on purpose
+        warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode.*")
+        trainer.fit(task, datamodule=dm, ckpt_path=str(last) if resume else None)
+    if trainer.is_global_zero:
+        finish_generative(config, run_dir, dm, quiet)
+    return run_dir
+
+
+def read_train_smiles(payload: dict, model_path: str | Path | None = None) -> list[str] | None:
+    """Training SMILES stored in a model file's ``extra`` or, failing that, in ``<model>.smiles``
+    (one SMILES a line) next to it; ``None`` if neither exists."""
+    blob = (payload.get("extra") or {}).get(SMILES_KEY)
+    if isinstance(blob, (bytes, bytearray)):
+        return unpack_smiles(bytes(blob))
+    if model_path is not None:
+        side = Path(model_path).with_suffix(".smiles")
+        if side.is_file():
+            return [s for s in side.read_text(encoding="utf-8").split() if s]
+    return None
