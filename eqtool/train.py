@@ -228,6 +228,11 @@ def train(config, resume: bool = False, log=print) -> Path:
     Raises:
         EqtoolError: checkpoints already present without ``resume``, nothing to resume, bad data.
     """
+    if config.task == "generative":
+        from eqtool.tasks.generative import train_generative
+
+        return train_generative(config, resume=resume, log=log)
+
     import lightning as L
 
     from eqtool.config.load import save_config

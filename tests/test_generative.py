@@ -361,3 +361,14 @@ def test_noise_schedule_matches_model_gamma():
     g = model.schedule.gamma(torch.tensor([0, model.timesteps]))
     assert g[0] < -10 and g[1] > 10  # alpha_0 ~ 1, alpha_T ~ 0
     assert math.isinf(model.cutoff)
+
+
+def test_shipped_qm9_edm():
+    from eqtool.cli.generate import load_generator
+    from eqtool.tasks.generative import read_train_smiles
+
+    model, payload = load_generator("qm9-edm")
+    assert model.atom_types == [1, 6, 7, 8, 9] and model.timesteps == 1000 and model.max_atoms == 29
+    assert len(read_train_smiles(payload, payload["path"])) > 90_000  # EDM's 100k training molecules
+    mols = sample(model, [9, 12], steps=4, generator=torch.Generator().manual_seed(0))
+    assert [len(z) for _, z in mols] == [9, 12] and all(np.isfinite(p).all() for p, _ in mols)
