@@ -40,6 +40,12 @@ def main():
     out = Path(__file__).with_name("examples") / "cu_small.extxyz"
     write(out, frames, format="extxyz")
     print(f"wrote {out}: {len(frames)} frames")
+    # unlabelled starting structures for the Quickstart: a vacancy to relax, a bulk cell for MD
+    vac = bulk("Cu", "fcc", a=3.59, cubic=True) * (2, 2, 2)
+    del vac[0]
+    write(out.with_name("cu_vacancy.extxyz"), vac, format="extxyz")
+    write(out.with_name("cu_bulk.extxyz"), bulk("Cu", "fcc", a=3.59, cubic=True) * (2, 2, 2), format="extxyz")
+    print("wrote cu_vacancy.extxyz (31 atoms), cu_bulk.extxyz (32 atoms)")
 
 
 if __name__ == "__main__":
