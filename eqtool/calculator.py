@@ -23,7 +23,6 @@ for ASE's plugin system (entry-point group ``ase.plugins``, declared in ``pyproj
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -187,7 +186,7 @@ class EqCalculator(Calculator):
             K.PBC: torch.as_tensor(pbc, device=dev).unsqueeze(0),  # [1, 3]
         }
         energies, forces, stresses, per_atom = [], [], [], []
-        for model, cutoff in zip(self.models, self.cutoffs):
+        for model, cutoff in zip(self.models, self.cutoffs, strict=True):
             keep = dist < cutoff
             batch = dict(base)
             batch[K.EDGE_INDEX] = torch.as_tensor(ei[:, keep], device=dev)
@@ -232,10 +231,3 @@ def _plugins() -> set:
 
 __ase_plugins__ = _plugins()
 
-
-def committee_paths(spec: str | os.PathLike | Sequence) -> list:
-    """Split a comma-separated model option (``"a.pt,b.pt"``) into a committee list."""
-    if isinstance(spec, (list, tuple)):
-        return list(spec)
-    parts = [p.strip() for p in str(spec).split(",") if p.strip()]
-    return parts or [spec]

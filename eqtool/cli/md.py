@@ -17,7 +17,7 @@ def _side_path(out: Path, suffix: str) -> Path:
 
 
 def md(
-    input: str = typer.Argument(..., metavar="INPUT", help="Start structure (any readable format; first frame)."),
+    input: str = typer.Argument(..., metavar="INPUT", help="Start structure (any format; first frame)."),
     model: list[str] = typer.Option(..., "--model", "-m",
                                     help="Model file or shipped name (e.g. cu-emt); repeat for a committee."),
     ensemble: str = typer.Option("nve", "--ensemble", help="nve, nvt or npt (isotropic)."),
@@ -29,7 +29,7 @@ def md(
     timestep: float = typer.Option(1.0, "--timestep", help="Time step, fs."),
     steps: int = typer.Option(1000, "--steps", help="Total number of MD steps."),
     interval: int = typer.Option(10, "--interval", help="Write a frame and a log row every k steps."),
-    out: Path = typer.Option(Path("traj.h5"), "--out", "-o", help="Trajectory: .h5 (eqtool HDF5) or .extxyz."),
+    out: Path = typer.Option(Path("traj.h5"), "--out", "-o", help="Trajectory: .h5 (eqtool) or .extxyz."),
     log: Path | None = typer.Option(None, "--log", help="CSV log (default: OUT with .csv)."),
     plot: Path | None = typer.Option(None, "--plot", help="Energy/temperature PNG (default: OUT with .png)."),
     restart: bool = typer.Option(False, "--restart", help="Continue from the last complete frame of OUT."),
@@ -39,9 +39,11 @@ def md(
     tdamp: float = typer.Option(100.0, "--tdamp", help="Nosé-Hoover/Berendsen thermostat time constant, fs."),
     pdamp: float = typer.Option(1000.0, "--pdamp", help="Barostat time constant, fs."),
     max_uncertainty: float | None = typer.Option(None, "--max-uncertainty",
-                                                 help="Stop when the committee force spread passes this, eV/Å."),
+                                                 help="Stop above this committee force spread, eV/Å."),
     device: str = typer.Option("auto", "--device", help="cpu, cuda, cuda:1 or auto."),
     dtype: str = typer.Option("float64", "--dtype", help="float64 or float32."),
+    threads: int | None = typer.Option(None, "--threads", min=1,
+                                       help="CPU threads for torch (small systems: 1 is often fastest)."),
 ) -> None:
     """Run molecular dynamics with a trained potential; a killed run continues with --restart.
 
@@ -49,7 +51,7 @@ def md(
     Ekin, Etot eV, T K, P GPa) and an energy/temperature plot. Exit code 3 if the run stopped
     early (the system blew up, or the committee uncertainty passed --max-uncertainty).
 
-    Example: eqtool md start.extxyz --model cu-emt --ensemble nvt --temperature 600 --timestep 2 --steps 5000 --out traj.h5
+    Example: eqtool md cu.extxyz --model cu-emt --ensemble nvt -T 600 --timestep 2 --steps 5000 --out traj.h5
     """
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -61,6 +63,10 @@ def md(
     from eqtool.sim.structures import read_atoms
     from eqtool.sim.trajectory import trajectory_format
 
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
     # every check before any work, so bad input leaves nothing behind
     if thermostat is not None and ensemble.lower() == "nve":
         raise EqtoolError("a thermostat needs --ensemble nvt or npt", source="--thermostat")

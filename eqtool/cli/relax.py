@@ -12,7 +12,7 @@ EXIT_NOT_CONVERGED = 3
 
 
 def relax(
-    inputs: list[str] = typer.Argument(..., metavar="INPUT...", help="Structure files (any readable format)."),
+    inputs: list[str] = typer.Argument(..., metavar="INPUT...", help="Structure files (any format)."),
     model: list[str] = typer.Option(..., "--model", "-m",
                                     help="Model file or shipped name (e.g. cu-emt); repeat for a committee."),
     out: Path = typer.Option(Path("relaxed.extxyz"), "--out", "-o", help="Output structure file."),
@@ -25,6 +25,8 @@ def relax(
                                          help="Write each structure's steps to DIR/relax_<k>.extxyz."),
     device: str = typer.Option("auto", "--device", help="cpu, cuda, cuda:1 or auto."),
     dtype: str = typer.Option("float64", "--dtype", help="float64 or float32."),
+    threads: int | None = typer.Option(None, "--threads", min=1,
+                                       help="CPU threads for torch (small systems: 1 is often fastest)."),
 ) -> None:
     """Relax structures with a trained potential until the largest force is below --fmax.
 
@@ -41,12 +43,16 @@ def relax(
     from eqtool.data.graph import AtomGraph
     from eqtool.errors import EqtoolError
     from eqtool.io import write_structures
-    from eqtool.io.atomic import _check_folder
     from eqtool.io.ase import graph_from_atoms
+    from eqtool.io.atomic import _check_folder
     from eqtool.sim.relax import check_relax_options
     from eqtool.sim.relax import relax as relax_one
     from eqtool.sim.structures import label_of, read_atoms
 
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
     # every check before any work, so bad input leaves nothing behind
     check_relax_options(fmax, steps, optimizer.lower(), cell, pressure)
     from eqtool.io import _write_format
@@ -60,7 +66,8 @@ def relax(
     for atoms in structures:
         calc.check_elements(atoms.get_atomic_numbers(), source=atoms.info["source"])
         if cell and not all(atoms.pbc):
-            raise EqtoolError("--cell needs a cell periodic in all three directions", source=atoms.info["source"])
+            raise EqtoolError("--cell needs a cell periodic in all three directions",
+                              source=atoms.info["source"])
 
     console = Console(stderr=True)
     progress = Progress(TextColumn("relaxing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -69,19 +76,20 @@ def relax(
     with progress:
         task = progress.add_task("relax", total=len(structures))
         for k, atoms in enumerate(structures):
-            results.append(relax_one(atoms, calc, fmax=fmax, steps=steps, optimizer=optimizer.lower(), cell=cell,
-                                     pressure_gpa=pressure, trajectory=traj_dir is not None))
+            results.append(relax_one(atoms, calc, fmax=fmax, steps=steps, optimizer=optimizer.lower(),
+                                     cell=cell, pressure_gpa=pressure, trajectory=traj_dir is not None))
             progress.update(task, completed=k + 1)
 
     graphs = []
-    for k, (atoms, res) in enumerate(zip(structures, results)):
+    for atoms, res in zip(structures, results, strict=True):
         g = graph_from_atoms(res.atoms, atoms.info["source"])
         g.info.pop("source", None)
         g.info.update(relax_converged=bool(res.converged), relax_steps=int(res.steps))
         graphs.append(g)
     for k, res in enumerate(results):
         if traj_dir is not None:
-            frames: list[AtomGraph] = [graph_from_atoms(a, f"relax_{k}@{i}") for i, a in enumerate(res.frames)]
+            frames: list[AtomGraph] = [graph_from_atoms(a, f"relax_{k}@{i}")
+                                       for i, a in enumerate(res.frames)]
             for f in frames:
                 f.info.pop("source", None)
             write_structures(traj_dir / f"relax_{k}.extxyz", frames)
@@ -92,8 +100,8 @@ def relax(
     if failed:
         names = ", ".join(label_of(structures[k].info["source"], k) for k in failed[:5])
         more = f" and {len(failed) - 5} more" if len(failed) > 5 else ""
-        console.print(f"not converged within {steps} steps (fmax {fmax} eV/Å): {len(failed)} of {len(results)} "
-                      f"structure(s): {names}{more}", markup=False, highlight=False)
+        console.print(f"not converged within {steps} steps (fmax {fmax} eV/Å): {len(failed)} of "
+                      f"{len(results)} structure(s): {names}{more}", markup=False, highlight=False)
         raise typer.Exit(EXIT_NOT_CONVERGED)
 
 
@@ -104,7 +112,7 @@ def _table(structures, results, label_of):
     for col in ("#", "structure", "atoms", "E initial", "E final", "max force", "steps", "converged"):
         table.add_column(col, justify="left" if col in ("structure", "converged") else "right",
                          no_wrap=col == "converged")
-    for k, (atoms, r) in enumerate(zip(structures, results)):
+    for k, (atoms, r) in enumerate(zip(structures, results, strict=True)):
         table.add_row(str(k), label_of(atoms.info["source"], k), str(len(atoms)), f"{r.initial_energy:.6f}",
                       f"{r.final_energy:.6f}", f"{r.max_force:.4f}", str(r.steps),
                       "yes" if r.converged else "[bold red]NO[/bold red]")

@@ -5,8 +5,8 @@ time ps, energies eV, velocities in trajectories Å/fs.
 
 Integrators (ASE): NVE ``VelocityVerlet``; NVT ``Langevin`` / ``NoseHooverChainNVT`` /
 ``NVTBerendsen``; NPT (isotropic) ``LangevinBAOAB`` / ``IsotropicMTKNPT`` (Nosé-Hoover chain +
-MTK barostat) / ``NPTBerendsen``. Initial velocities: Maxwell-Boltzmann (``thermalize_momenta``) at ``temperature_k`` from
-``numpy.random.default_rng(seed)``, total momentum removed.
+MTK barostat) / ``NPTBerendsen``. Initial velocities: Maxwell-Boltzmann (``thermalize_momenta``)
+at ``temperature_k`` from ``numpy.random.default_rng(seed)``, total momentum removed.
 
 Restart: positions, velocities, cell and step of the last complete trajectory frame are read
 back and the run continues to ``steps`` total; thermostat/barostat internal variables start
@@ -145,7 +145,17 @@ class MDResult:
 
 
 class _Stop(Exception):
-    """Raised inside the MD loop to stop early; ``args[0]`` is the reason."""
+    """Raised inside the MD loop to stop early.
+
+    Args:
+        reason: the message.
+        keep: write the current state as a frame (it is valid, e.g. an uncertain structure).
+    """
+
+    def __init__(self, reason: str, keep: bool = False):
+        super().__init__(reason)
+        self.reason = reason
+        self.keep = keep
 
 
 def make_integrator(atoms, cfg: MDConfig, rng: np.random.Generator):
@@ -192,9 +202,9 @@ def make_integrator(atoms, cfg: MDConfig, rng: np.random.Generator):
                                tdamp=cfg.tdamp_fs * units.fs, pdamp=cfg.pdamp_fs * units.fs)
     from ase.md.nptberendsen import NPTBerendsen
 
-    return NPTBerendsen(atoms, timestep=dt, temperature_K=T, pressure_au=pressure, taut=cfg.tdamp_fs * units.fs,
-                        taup=cfg.pdamp_fs * units.fs, compressibility_au=cfg.compressibility_per_gpa / units.GPa,
-                        fixcm=False)
+    return NPTBerendsen(atoms, timestep=dt, temperature_K=T, pressure_au=pressure,
+                        taut=cfg.tdamp_fs * units.fs, taup=cfg.pdamp_fs * units.fs,
+                        compressibility_au=cfg.compressibility_per_gpa / units.GPa, fixcm=False)
 
 
 # ------------------------------------------------------------------------------------ logging
@@ -346,7 +356,7 @@ def _check(atoms, calc, cfg: MDConfig) -> None:
         std = calc.max_force_std()
         if std > cfg.max_uncertainty:
             raise _Stop(f"committee force uncertainty {std:.3f} eV/Å passed --max-uncertainty "
-                        f"{cfg.max_uncertainty} eV/Å")
+                        f"{cfg.max_uncertainty} eV/Å", keep=True)
 
 
 def run_md(atoms, model, cfg: MDConfig, trajectory: str | os.PathLike | None = None,
@@ -382,7 +392,8 @@ def run_md(atoms, model, cfg: MDConfig, trajectory: str | os.PathLike | None = N
         raise EqtoolError("NPT needs a cell periodic in all three directions", source=source)
     calc = get_calculator(model)
     if cfg.max_uncertainty is not None and getattr(calc, "committee_size", 1) < 2:
-        raise EqtoolError("needs a committee of models (give --model several times)", source="--max-uncertainty")
+        raise EqtoolError("needs a committee of models (give --model several times)",
+                          source="--max-uncertainty")
     if hasattr(calc, "check_elements"):
         calc.check_elements(atoms.get_atomic_numbers(), source=source)
     if restart and trajectory is None:
@@ -399,6 +410,11 @@ def run_md(atoms, model, cfg: MDConfig, trajectory: str | os.PathLike | None = N
         start = int(last.step)
     else:
         _initial_velocities(atoms, cfg)
+    try:  # before any file is opened: ASE refuses some set-ups (e.g. constraints)
+        dyn = make_integrator(atoms, cfg, np.random.default_rng([cfg.seed, start]))
+    except NotImplementedError as e:
+        raise EqtoolError(f"the {cfg.ensemble}/{cfg.thermostat} integrator cannot run this system: {e}",
+                          source=source) from None
 
     writer = None
     if trajectory is not None:
@@ -421,7 +437,6 @@ def run_md(atoms, model, cfg: MDConfig, trajectory: str | os.PathLike | None = N
 
     t0 = time.perf_counter()
     try:
-        dyn = make_integrator(atoms, cfg, np.random.default_rng([cfg.seed, start]))
         step = start
         try:
             atoms.get_forces()
@@ -441,12 +456,9 @@ def run_md(atoms, model, cfg: MDConfig, trajectory: str | os.PathLike | None = N
         except NonFiniteError:
             result.stopped = f"step {step + 1}: non-finite (NaN/inf) positions: the simulation blew up"
         except _Stop as stop:
-            result.stopped = f"step {step}: {stop.args[0]}"
-            if cfg.max_uncertainty is not None and "uncertainty" in stop.args[0] and step % cfg.interval:
+            result.stopped = f"step {step}: {stop.reason}"
+            if stop.keep and not (result.records and result.records[-1]["step"] == step):
                 emit(step)  # keep the uncertain structure: it is the one to label next
-        except NotImplementedError as e:  # ASE integrators refuse some set-ups (e.g. constraints)
-            raise EqtoolError(f"the {cfg.ensemble}/{cfg.thermostat} integrator cannot run this system: {e}",
-                              source=source) from None
     finally:
         result.wall_s = time.perf_counter() - t0
         if writer is not None:

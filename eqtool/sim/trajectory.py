@@ -114,8 +114,9 @@ class H5TrajectoryWriter:
         from eqtool.io.hdf5 import FORMAT, FORMAT_VERSION, UNITS
 
         f = self._f = h5py.File(self.path, "w")
+        units = json.dumps({**UNITS, "velocities": "Å/fs", "time": "ps"}, ensure_ascii=False)
         f.attrs.update({"format": FORMAT, "format_version": FORMAT_VERSION, "eqtool_version": __version__,
-                        "units": json.dumps({**UNITS, "velocities": "Å/fs", "time": "ps"}, ensure_ascii=False),
+                        "units": units,
                         "source": "eqtool md", "level_of_theory": str(attrs.pop("model", "")),
                         "content": "trajectory", "n_systems": 0, "n_atoms": 0})
         for k, v in attrs.items():
