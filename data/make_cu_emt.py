@@ -81,7 +81,8 @@ def generate(seed: int = 0, scale: float = 2.5, progress=None):
         for nvac in (1, 2):
             for T in (300, 600, 900):
                 v = atoms.copy()
-                idx = [0] if nvac == 1 else [0, int(np.argsort(v.get_distances(0, range(len(v)), mic=True))[1])]
+                nearest = int(np.argsort(v.get_distances(0, range(len(v)), mic=True))[1])
+                idx = [0] if nvac == 1 else [0, nearest]
                 del v[idx]
                 tasks.append(("vacancy", v, T, n(15 if len(v) < 100 else 6), 10, True))
     # 3. slabs
@@ -122,7 +123,7 @@ def generate(seed: int = 0, scale: float = 2.5, progress=None):
 
     total = sum(t[3] for t in tasks)
     done = 0
-    for kind, atoms, T, nsnap, every, stress in tasks:
+    for _kind, atoms, T, nsnap, every, stress in tasks:
         if T is None:
             graphs.append(_label(atoms, stress))
         else:
@@ -154,7 +155,7 @@ def main(argv=None):
     with Progress() as bar:
         t = bar.add_task("EMT labels", total=None)
         graphs = generate(args.seed, args.scale, lambda d, tot: bar.update(t, completed=d, total=tot))
-    write_h5(args.out, graphs, source="ASE EMT (data/make_cu_emt.py, seed %d)" % args.seed,
+    write_h5(args.out, graphs, source=f"ASE EMT (data/make_cu_emt.py, seed {args.seed})",
              level_of_theory="EMT")
     split = make_split(len(graphs), args.seed)
     split_path = Path(args.out).with_suffix(".split.json")

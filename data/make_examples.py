@@ -20,12 +20,12 @@ def main():
         a = bulk("Cu", "fcc", a=3.59 * (1 + 0.01 * (i - 3)), cubic=True) * (2, 2, 2)
         a.positions += rng.normal(0, 0.08, a.positions.shape)
         frames.append(a)
-    for i in range(3):
+    for _ in range(3):
         s = fcc111("Cu", size=(2, 2, 4), a=3.59, vacuum=6.0)
         s.pbc = [True, True, False]
         s.positions += rng.normal(0, 0.05, s.positions.shape)
         frames.append(s)
-    for i in range(3):
+    for _ in range(3):
         c = Octahedron("Cu", 4, cutoff=1, latticeconstant=3.59)
         c.cell = np.zeros((3, 3))
         c.pbc = False

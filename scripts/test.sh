@@ -6,4 +6,5 @@ python -m pip install -q torch==2.13.0
 python -m pip install -q -e ".[test]"
 # one BLAS/OpenMP thread: tiny tensors, and 2 oversubscribed threads are far slower on 2 cores
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-1} MKL_NUM_THREADS=${MKL_NUM_THREADS:-1}
+ruff check eqtool tests
 python -m pytest -q tests "$@"

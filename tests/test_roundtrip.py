@@ -40,7 +40,7 @@ def test_extxyz_h5_structures_exact(tmp_path):
     write_h5(h5, read)
     back = read_h5(h5)
     assert len(back) == len(graphs)
-    for g0, g1 in zip(graphs, back):
+    for g0, g1 in zip(graphs, back, strict=True):
         np.testing.assert_array_equal(g1.atomic_numbers, g0.atomic_numbers)
         np.testing.assert_array_equal(g1.positions, g0.positions)
         np.testing.assert_array_equal(g1.cell, g0.cell)

@@ -68,8 +68,8 @@ def collate(
         K.PBC: _torch(np.stack([g.pbc for g in graphs]), "bool", dtype),
     }
     if all(g.edge_index is not None for g in graphs):
-        out[K.EDGE_INDEX] = _torch(
-            np.concatenate([g.edge_index + o for g, o in zip(graphs, offsets)], axis=1), "int", dtype)
+        shifted = [g.edge_index + o for g, o in zip(graphs, offsets, strict=True)]
+        out[K.EDGE_INDEX] = _torch(np.concatenate(shifted, axis=1), "int", dtype)
         out[K.EDGE_SHIFT] = _torch(np.concatenate([g.edge_shift for g in graphs]), "float", dtype)
     if label_keys is None:
         label_keys = [k for k in graphs[0].labels if all(k in g.labels for g in graphs)]
