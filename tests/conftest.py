@@ -5,7 +5,10 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
+# the shipped Cu model; EQTOOL_TEST_CU_MODEL points the acceptance tests at another file while developing
+CU_MODEL = os.environ.get("EQTOOL_TEST_CU_MODEL", "cu-emt")
 CU_METRICS = Path(__file__).resolve().parents[1] / "eqtool" / "models" / "files" / "cu-emt.metrics.json"
 
 
@@ -26,3 +29,12 @@ def cu_emt_accuracy_xfail():
                 f"{m['forces_mae_mev_A']:.1f} meV/Å, energy {m['energy_mae_mev_atom']:.2f} meV/atom); "
                 "training continues with --resume"),
     )
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """Small systems: one intra-op thread is faster, and far faster on a shared, busy CPU."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -3,7 +3,6 @@ committees, dtype, bad input, and the ASE plugin registration."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +14,7 @@ from ase import Atoms
 from ase.build import bulk, fcc111, molecule
 from ase.calculators.calculator import PropertyNotImplementedError
 from ase.calculators.fd import calculate_numerical_forces, calculate_numerical_stress
+from conftest import CU_MODEL
 
 from eqtool.calculator import EqCalculator
 from eqtool.errors import EqtoolError
@@ -22,17 +22,6 @@ from eqtool.models.files import save_model
 from eqtool.models.registry import build_model
 
 ROOT = Path(__file__).resolve().parents[1]
-# the shipped Cu model; EQTOOL_TEST_CU_MODEL points the acceptance tests at another file while developing
-CU_MODEL = os.environ.get("EQTOOL_TEST_CU_MODEL", "cu-emt")
-
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Small systems: one intra-op thread is faster, and far faster on a shared, busy CPU."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def tiny_model(seed: int = 0, elements=(1, 6, 8, 29), cutoff: float = 4.0):

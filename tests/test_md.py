@@ -19,6 +19,7 @@ from ase import Atoms
 from ase.build import bulk
 from ase.calculators.emt import EMT
 from ase.io import write
+from conftest import CU_MODEL
 from torch import nn
 
 from eqtool.calculator import EqCalculator
@@ -32,17 +33,6 @@ from eqtool.models.registry import build_model
 from eqtool.nn.scatter import scatter_sum
 from eqtool.sim.md import LOG_COLUMNS, MDConfig, read_log, run_md
 from eqtool.sim.trajectory import Frame, open_trajectory, read_frames
-
-CU_MODEL = os.environ.get("EQTOOL_TEST_CU_MODEL", "cu-emt")
-
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Small systems: one intra-op thread is faster, and far faster on a shared, busy CPU."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def tiny_model(seed: int = 0):

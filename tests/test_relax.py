@@ -3,7 +3,6 @@ numbers (lattice constant, vacancy formation energy) against ASE's EMT."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +13,7 @@ from ase.build import bulk
 from ase.calculators.emt import EMT
 from ase.constraints import FixAtoms
 from ase.io import read, write
-from conftest import cu_emt_accuracy_xfail
+from conftest import CU_MODEL, cu_emt_accuracy_xfail
 
 from eqtool.cli.main import main
 from eqtool.errors import EqtoolError
@@ -22,17 +21,6 @@ from eqtool.io import read_structures
 from eqtool.models.files import save_model
 from eqtool.models.registry import build_model
 from eqtool.sim.relax import relax
-
-CU_MODEL = os.environ.get("EQTOOL_TEST_CU_MODEL", "cu-emt")
-
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Small systems: one intra-op thread is faster, and far faster on a shared, busy CPU."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def tiny_model(seed: int = 0):
