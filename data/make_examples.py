@@ -43,6 +43,7 @@ def main():
     # unlabelled starting structures for the Quickstart: a vacancy to relax, a bulk cell for MD
     vac = bulk("Cu", "fcc", a=3.59, cubic=True) * (2, 2, 2)
     del vac[0]
+    vac.positions += rng.normal(0, 0.05, vac.positions.shape)  # so the relaxation has work to do
     write(out.with_name("cu_vacancy.extxyz"), vac, format="extxyz")
     write(out.with_name("cu_bulk.extxyz"), bulk("Cu", "fcc", a=3.59, cubic=True) * (2, 2, 2), format="extxyz")
     print("wrote cu_vacancy.extxyz (31 atoms), cu_bulk.extxyz (32 atoms)")

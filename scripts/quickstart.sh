@@ -11,7 +11,7 @@ rm -rf "$out" && mkdir -p "$out"
 eqtool info
 eqtool data info data/cu_emt.h5
 eqtool train recipes/potential/cu-quick.yaml --run-dir "$out/cu-quick"
-eqtool relax data/examples/cu_vacancy.extxyz --model "$out/cu-quick/model.pt" --fmax 0.05 \
+eqtool relax data/examples/cu_vacancy.extxyz --model "$out/cu-quick/model.pt" --fmax 0.02 \
   --out "$out/vacancy_relaxed.extxyz" --threads 1
 eqtool md data/examples/cu_bulk.extxyz --model "$out/cu-quick/model.pt" --ensemble nvt -T 300 \
   --timestep 2 --steps 200 --interval 10 --out "$out/md.h5" --threads 1
