@@ -29,15 +29,6 @@ SMALL = {
 POTENTIALS = sorted(models_of_kind("potential"))
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: OpenMP threads only add contention on a shared 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def graphs():
     return example_graphs(seed=1)

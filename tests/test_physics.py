@@ -19,15 +19,6 @@ from eqtool.testing import check_forces_finite_difference, check_stress_finite_d
 SIGMA, EPS, RC = 2.3, 0.4, 4.5
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: OpenMP threads only add contention on a shared 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 class PairLJ(nn.Module):
     """Lennard-Jones exactly as ASE's ``LennardJones(smooth=False)`` (shifted energy)."""
 
