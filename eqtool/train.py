@@ -218,6 +218,29 @@ def _finish(cfg, run_dir: Path, dm, log) -> dict[str, float]:
     return metrics
 
 
+def check_run_dir(run_dir: Path, resume: bool) -> Path:
+    """Return ``run_dir/checkpoints/last.ckpt`` after checking it fits ``resume``.
+
+    Raises:
+        EqtoolError: ``resume`` without a last checkpoint, or checkpoints present without ``resume``.
+    """
+    last = run_dir / CKPT_DIR / "last.ckpt"
+    if resume and not last.is_file():
+        raise EqtoolError(f"nothing to resume: {last} does not exist", source=str(run_dir))
+    if not resume and (run_dir / CKPT_DIR).is_dir() and any((run_dir / CKPT_DIR).iterdir()):
+        raise EqtoolError("run folder already has checkpoints; pass --resume to continue it or choose "
+                          "another --run-dir", source=str(run_dir))
+    return last
+
+
+def model_from_last(last: Path, dtype: torch.dtype) -> torch.nn.Module:
+    """Rebuild (untrained) the model a checkpoint was made with; Lightning then restores its weights."""
+    from eqtool.models.registry import build_model
+
+    saved = torch.load(last, map_location="cpu", weights_only=True)
+    return build_model(**saved["hyper_parameters"]["model_config"]).to(dtype)
+
+
 def train(config, resume: bool = False, log=print) -> Path:
     """Train the recipe ``config`` (a :class:`~eqtool.config.schema.RunConfig`); return the run folder.
 
@@ -237,23 +260,15 @@ def train(config, resume: bool = False, log=print) -> Path:
 
     from eqtool.config.load import save_config
     from eqtool.data.datamodule import PotentialDataModule
-    from eqtool.models.registry import build_model
     from eqtool.tasks import TASKS
 
     run_dir = Path(config.run_dir)
-    last = run_dir / CKPT_DIR / "last.ckpt"
-    if resume and not last.is_file():
-        raise EqtoolError(f"nothing to resume: {last} does not exist", source=str(run_dir))
-    if not resume and (run_dir / CKPT_DIR).is_dir() and any((run_dir / CKPT_DIR).iterdir()):
-        raise EqtoolError("run folder already has checkpoints; pass --resume to continue it or choose "
-                          "another --run-dir", source=str(run_dir))
+    last = check_run_dir(run_dir, resume)
     L.seed_everything(config.trainer.seed, workers=True, verbose=False)
     trainer = _trainer(config, run_dir)
     quiet = (lambda *a, **k: None) if not trainer.is_global_zero else log
     if resume:
-        saved = torch.load(last, map_location="cpu", weights_only=True)
-        model = build_model(**saved["hyper_parameters"]["model_config"]).to(_dtype(config))
-        del saved
+        model = model_from_last(last, _dtype(config))
         dm = PotentialDataModule(config.data, model.cutoff, _dtype(config))
     else:
         model, dm = prepare_model(config, log=quiet)

@@ -38,3 +38,23 @@ def _one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+def run(argv, capsys):
+    """Run ``eqtool *argv`` in-process; return (exit code, stdout, stderr)."""
+    from eqtool.cli.main import main
+
+    with pytest.raises(SystemExit) as exc:
+        main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return (exc.value.code or 0), out, err
+
+
+def assert_user_error(code, out, err, *needles):
+    """A user error: exit 2, no traceback, one ``error:`` line on stderr containing every needle."""
+    assert code == 2, (code, out, err)
+    assert "Traceback" not in out + err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    for needle in needles:
+        assert needle.lower() in lines[0].lower(), (needle, lines[0])

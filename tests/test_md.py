@@ -19,11 +19,10 @@ from ase import Atoms
 from ase.build import bulk
 from ase.calculators.emt import EMT
 from ase.io import write
-from conftest import CU_MODEL
+from conftest import CU_MODEL, assert_user_error, run
 from torch import nn
 
 from eqtool.calculator import EqCalculator
-from eqtool.cli.main import main
 from eqtool.errors import EqtoolError
 from eqtool.io import read_structures
 from eqtool.io.hdf5 import H5Dataset
@@ -66,22 +65,6 @@ class Attract(nn.Module):
         if self.nan:
             energies = energies + torch.nan * batch["positions"].sum()
         return {"energies": energies, "energy": scatter_sum(energies, batch["batch"], 1)}
-
-
-def run(argv, capsys):
-    with pytest.raises(SystemExit) as exc:
-        main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return (exc.value.code or 0), out, err
-
-
-def assert_user_error(code, out, err, *needles):
-    assert code == 2, (code, out, err)
-    assert "Traceback" not in out + err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
-    for needle in needles:
-        assert needle.lower() in lines[0].lower(), (needle, lines[0])
 
 
 def _frame(step: int, n: int = 4, seed: int = 0) -> Frame:

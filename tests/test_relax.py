@@ -13,9 +13,8 @@ from ase.build import bulk
 from ase.calculators.emt import EMT
 from ase.constraints import FixAtoms
 from ase.io import read, write
-from conftest import CU_MODEL, cu_emt_accuracy_xfail
+from conftest import CU_MODEL, assert_user_error, cu_emt_accuracy_xfail, run
 
-from eqtool.cli.main import main
 from eqtool.errors import EqtoolError
 from eqtool.io import read_structures
 from eqtool.models.files import save_model
@@ -34,22 +33,6 @@ def model_file(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("models") / "tiny.pt"
     save_model(tiny_model(0), path)
     return path
-
-
-def run(argv, capsys):
-    with pytest.raises(SystemExit) as exc:
-        main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return (exc.value.code or 0), out, err
-
-
-def assert_user_error(code, out, err, *needles):
-    assert code == 2, (code, out, err)
-    assert "Traceback" not in out + err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
-    for needle in needles:
-        assert needle.lower() in lines[0].lower(), (needle, lines[0])
 
 
 # ------------------------------------------------------------------------------------ library

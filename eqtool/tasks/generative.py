@@ -249,25 +249,17 @@ def train_generative(config, resume: bool = False, log=print) -> Path:
     """Train a ``task: generative`` recipe; return the run folder (layout of :func:`eqtool.train.train`:
     ``config.yaml``, ``model_config.json``, ``checkpoints/``, ``logs/``, ``model.pt``)."""
     from eqtool.config.load import save_config
-    from eqtool.models.registry import build_model
     from eqtool.tasks.report import write_json
-    from eqtool.train import CKPT_DIR, _trainer
+    from eqtool.train import _trainer, check_run_dir, model_from_last
 
     run_dir = Path(config.run_dir)
-    last = run_dir / CKPT_DIR / "last.ckpt"
-    if resume and not last.is_file():
-        raise EqtoolError(f"nothing to resume: {last} does not exist", source=str(run_dir))
-    if not resume and (run_dir / CKPT_DIR).is_dir() and any((run_dir / CKPT_DIR).iterdir()):
-        raise EqtoolError("run folder already has checkpoints; pass --resume to continue it or choose "
-                          "another --run-dir", source=str(run_dir))
+    last = check_run_dir(run_dir, resume)
     L.seed_everything(config.trainer.seed, workers=True, verbose=False)
     trainer = _trainer(config, run_dir)
     quiet = (lambda *a, **k: None) if not trainer.is_global_zero else log
     dtype = getattr(torch, config.trainer.dtype)
     if resume:
-        saved = torch.load(last, map_location="cpu", weights_only=True)
-        model = build_model(**saved["hyper_parameters"]["model_config"]).to(dtype)
-        del saved
+        model = model_from_last(last, dtype)
         dm = MoleculeDataModule(config.data, dtype)
     else:
         model, dm = prepare_generative(config, log=quiet)
