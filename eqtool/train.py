@@ -29,6 +29,12 @@ __all__ = ["train", "export", "prepare_model", "checkpoint_path", "model_from_ch
 CKPT_DIR = "checkpoints"
 # model options fitted from data (set in the recipe's model section, not in model.kwargs)
 FITTED = ("atomic_numbers", "e0s", "avg_num_neighbors", "scale", "shift")
+# tasks with their own training loop: task -> "module:function(config, resume=, log=) -> run folder"
+OTHER_TRAINERS = {
+    "generative": "eqtool.tasks.generative:train_generative",
+    "hamiltonian": "eqtool.tasks.hamiltonian:train_hamiltonian",
+    "docking": "eqtool.tasks.docking:train_docking",
+}
 
 
 def _dtype(cfg) -> torch.dtype:
@@ -251,10 +257,11 @@ def train(config, resume: bool = False, log=print) -> Path:
     Raises:
         EqtoolError: checkpoints already present without ``resume``, nothing to resume, bad data.
     """
-    if config.task == "generative":
-        from eqtool.tasks.generative import train_generative
+    if config.task in OTHER_TRAINERS:
+        import importlib
 
-        return train_generative(config, resume=resume, log=log)
+        module, func = OTHER_TRAINERS[config.task].split(":")
+        return getattr(importlib.import_module(module), func)(config, resume=resume, log=log)
 
     import lightning as L
 

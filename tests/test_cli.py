@@ -19,10 +19,10 @@ from ase.io import write
 from eqtool.cli import info as info_cmd
 from eqtool.cli._datasets import split_indices
 from eqtool.cli.main import main
-from eqtool.cli.stubs import NOT_BUILT
 from eqtool.errors import EqtoolError
 
-ALL_COMMANDS = ("train", "export", "relax", "md", "generate", "dock", "predict", "data", "info", "check")
+ALL_COMMANDS = ("train", "export", "relax", "md", "generate", "dock", "predict", "data", "sbatch", "info",
+                "check")
 
 
 def run(argv, capsys):
@@ -108,7 +108,7 @@ def _foreign_h5(tmp_path: Path) -> Path:
     return path
 
 
-# ----------------------------------------------------------------------------- help + stubs
+# ----------------------------------------------------------------------------- help
 def test_help_lists_all_commands(capsys):
     code, out, _ = run(["--help"], capsys)
     assert code == 0
@@ -127,20 +127,6 @@ def test_every_help_has_an_example(argv, capsys):
     code, out, _ = run([*argv, "--help"], capsys)
     assert code == 0
     assert "Example:" in out, argv
-
-
-@pytest.mark.parametrize("name", sorted(NOT_BUILT))
-@pytest.mark.parametrize("extra", [[], ["some.yaml", "--flag", "3"]])
-def test_unbuilt_command_exits_2_with_one_line(name, extra, capsys):
-    code, out, err = run([name, *extra], capsys)
-    assert code == 2
-    assert out == ""
-    assert err.strip() == f"eqtool {name} is not available yet (see docs/commands/{name}.md)"
-    assert (Path(__file__).parents[1] / "docs" / "commands" / f"{name}.md").is_file()
-
-
-def test_unbuilt_set_is_exactly_the_planned_commands():
-    assert set(NOT_BUILT) == {"dock"}
 
 
 def test_unknown_option_is_a_usage_error(capsys):

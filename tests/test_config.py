@@ -108,7 +108,7 @@ def test_missing_required_keys(tmp_path):
     ("optim:\n  scheduler: step\n", "optim.scheduler"),
     ("optim:\n  lr: fast\n", "optim.lr: expected float"),
     ("optim:\n  ema_decay: 1.5\n", "optim.ema_decay"),
-    ("task: hamiltonian\n", "unknown task 'hamiltonian'"),
+    ("task: quantum\n", "unknown task 'quantum'"),
     ("data: [1, 2]\n", "data: expected a mapping"),
 ])
 def test_bad_values(tmp_path, extra, needle):

@@ -1,7 +1,7 @@
 """The ``eqtool`` Typer app and the console-script entry point :func:`main`.
 
 Adding a command: write ``eqtool/cli/<name>.py`` with a function (or a sub-``typer.Typer``) and
-register it with one line in :func:`build_app`; drop its name from :data:`stubs.NOT_BUILT`.
+register it with one line in :func:`build_app`.
 
 Exit codes: 0 success, 1 internal error (a bug: rerun with ``--debug``), 2 user-fixable error
 (bad input, bad option, command not available yet), 130 interrupted (Ctrl-C).
@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import typer
 
 from eqtool import __version__
-from eqtool.cli import check, data, export, generate, info, md, predict, relax, stubs, train
+from eqtool.cli import check, data, dock, export, generate, info, md, predict, relax, sbatch, train
 from eqtool.errors import EqtoolError
 
 __all__ = ["build_app", "main"]
@@ -45,7 +45,8 @@ def _root(
 
 
 # Order of `eqtool --help`; commands not listed here follow in registration order.
-COMMAND_ORDER = ("train", "export", "relax", "md", "generate", "dock", "predict", "data", "info", "check")
+COMMAND_ORDER = ("train", "export", "relax", "md", "generate", "dock", "predict", "data", "sbatch", "info",
+                 "check")
 
 
 class _OrderedGroup(typer.core.TyperGroup):
@@ -76,8 +77,8 @@ def build_app() -> typer.Typer:
     app.command("generate")(generate.generate)
     app.command("relax")(relax.relax)
     app.command("md")(md.md)
-    for name in stubs.NOT_BUILT:
-        stubs.register(app, name)
+    app.command("dock")(dock.dock)
+    app.command("sbatch", context_settings=sbatch.CONTEXT)(sbatch.sbatch)
     return app
 
 

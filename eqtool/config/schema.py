@@ -12,7 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from eqtool.models.docking.config import DockingLossConfig
 from eqtool.models.generative.config import GenerativeLossConfig
+from eqtool.models.hamiltonian.config import HamiltonianLossConfig
 
 __all__ = [
     "DataConfig", "ModelConfig", "PotentialLossConfig", "OptimConfig", "TrainerConfig", "RunConfig",
@@ -233,5 +235,7 @@ class RunConfig:
 LOSS_SCHEMAS: dict[str, type] = {
     "potential": PotentialLossConfig,
     "generative": GenerativeLossConfig,
+    "hamiltonian": HamiltonianLossConfig,
+    "docking": DockingLossConfig,
 }
 TASK_NAMES = tuple(LOSS_SCHEMAS)
