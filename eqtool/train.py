@@ -174,6 +174,18 @@ def _loggers(run_dir: Path) -> list:
     return loggers
 
 
+def _srun_single_node() -> None:
+    """``srun -n N`` on one node: set ``SLURM_NTASKS_PER_NODE=N`` as ``--ntasks-per-node`` would.
+
+    Lightning's SLURM environment refuses ``SLURM_NTASKS > 1`` without ``SLURM_NTASKS_PER_NODE``,
+    which SLURM only sets for ``--ntasks-per-node``; on one node the two mean the same.
+    """
+    env = os.environ
+    if (int(env.get("SLURM_NTASKS", "1")) > 1 and "SLURM_NTASKS_PER_NODE" not in env
+            and env.get("SLURM_NNODES") == "1"):
+        env["SLURM_NTASKS_PER_NODE"] = env["SLURM_NTASKS"]
+
+
 def _trainer(cfg, run_dir: Path):
     import lightning as L
     from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
@@ -181,6 +193,7 @@ def _trainer(cfg, run_dir: Path):
     from eqtool.tasks.callbacks import FitHistory
 
     t = cfg.trainer
+    _srun_single_node()
     ckpt_dir = run_dir / CKPT_DIR
     callbacks = [
         ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val/loss", mode="min", save_top_k=1,
@@ -239,6 +252,18 @@ def check_run_dir(run_dir: Path, resume: bool) -> Path:
     return last
 
 
+def requeue_checkpoint(run_dir: Path, last: Path) -> Path:
+    """The checkpoint ``--resume`` continues from: ``last``, or a newer ``hpc_ckpt_N.ckpt``.
+
+    Under SLURM, Lightning saves ``RUN_DIR/hpc_ckpt_N.ckpt`` on SIGUSR1 (``#SBATCH --signal``)
+    and requeues the job; that checkpoint is newer than ``checkpoints/last.ckpt``.
+    """
+    hpc = sorted(Path(run_dir).glob("hpc_ckpt_*.ckpt"), key=lambda p: int(p.stem.rsplit("_", 1)[1]))
+    if hpc and (not last.is_file() or hpc[-1].stat().st_mtime >= last.stat().st_mtime):
+        return hpc[-1]
+    return last
+
+
 def model_from_last(last: Path, dtype: torch.dtype) -> torch.nn.Module:
     """Rebuild (untrained) the model a checkpoint was made with; Lightning then restores its weights."""
     from eqtool.models.registry import build_model
@@ -271,6 +296,8 @@ def train(config, resume: bool = False, log=print) -> Path:
 
     run_dir = Path(config.run_dir)
     last = check_run_dir(run_dir, resume)
+    if resume:
+        last = requeue_checkpoint(run_dir, last)
     L.seed_everything(config.trainer.seed, workers=True, verbose=False)
     trainer = _trainer(config, run_dir)
     quiet = (lambda *a, **k: None) if not trainer.is_global_zero else log

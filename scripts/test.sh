@@ -7,4 +7,7 @@ python -m pip install -q -e ".[test]"
 # one BLAS/OpenMP thread: tiny tensors, and 2 oversubscribed threads are far slower on 2 cores
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-1} MKL_NUM_THREADS=${MKL_NUM_THREADS:-1}
 ruff check eqtool tests
+# tests/cluster (marker `cluster`) starts a single-node SLURM itself (tests/cluster/slurm_local.sh up:
+# apt-installs it as root when missing). Without root/apt it skips with the reason; with CI=true it must
+# run. `bash scripts/test.sh -m "not cluster"` leaves it out, `-m cluster` runs only it.
 python -m pytest -q tests "$@"

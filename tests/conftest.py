@@ -1,7 +1,8 @@
-"""Shared test helpers."""
+"""Shared test helpers, and the `slurm` fixture of the cluster suite (tests/cluster)."""
 
 import json
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -58,3 +59,28 @@ def assert_user_error(code, out, err, *needles):
     assert len(lines) == 1 and lines[0].startswith("error: "), err
     for needle in needles:
         assert needle.lower() in lines[0].lower(), (needle, lines[0])
+
+
+SLURM_SCRIPT = Path(__file__).resolve().parent / "cluster" / "slurm_local.sh"
+
+
+@pytest.fixture(scope="session")
+def slurm():
+    """A running single-node SLURM for the session (started, and stopped again, by slurm_local.sh).
+
+    ``slurm_local.sh up`` installs SLURM with apt when missing (as root). Without root/apt the
+    tests that use this fixture skip with the reason; with ``CI=true`` a SLURM that cannot be
+    started is a failure.
+    """
+    ci = os.environ.get("CI", "").lower() == "true"
+    was_up = subprocess.run(["bash", str(SLURM_SCRIPT), "status"], capture_output=True).returncode == 0
+    proc = subprocess.run(["bash", str(SLURM_SCRIPT), "up"], capture_output=True, text=True, timeout=900)
+    if proc.returncode != 0:
+        last = (proc.stderr.strip().splitlines() or ["no message"])[-1]
+        reason = f"no SLURM here: tests/cluster/slurm_local.sh up exited {proc.returncode}: {last}"
+        if ci or proc.returncode != 3:
+            pytest.fail(reason + (" (CI=true: the cluster suite must run)" if ci else ""))
+        pytest.skip(reason)
+    yield
+    if not was_up:
+        subprocess.run(["bash", str(SLURM_SCRIPT), "down"], capture_output=True)

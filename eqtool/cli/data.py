@@ -1,4 +1,4 @@
-"""``eqtool data``: convert structure files to HDF5, show dataset statistics, make splits.
+"""``eqtool data``: convert structure files to HDF5, show dataset statistics, make splits, merge shards.
 
 All library work happens in :mod:`eqtool.io` (reading, HDF5 writing, statistics); this file only
 parses options, shows progress and prints tables.
@@ -14,7 +14,7 @@ import typer
 from eqtool.cli import _datasets as D
 from eqtool.errors import EqtoolError
 
-__all__ = ["app", "convert", "info", "split"]
+__all__ = ["app", "convert", "info", "split", "merge"]
 
 app = typer.Typer(
     help="Convert, inspect and split datasets.\n\nExample: eqtool data convert a.extxyz b.xyz train.h5",
@@ -139,3 +139,25 @@ def split(
         fh.write("{\n" + body + "\n}\n")
     sizes = ", ".join(f"{k} {len(v)}" for k, v in parts.items())
     _stderr_console().print(f"wrote {out}: {sizes}", markup=False, highlight=False)
+
+
+# ----------------------------------------------------------------------------- merge
+@app.command("merge")
+def merge(
+    out: str = typer.Argument(..., metavar="OUT", help="The merged file (the shard outputs' format)."),
+    shard_outputs: list[str] = typer.Argument(..., metavar="SHARD_OUTPUTS...|FOLDER",
+                                              help="Shard outputs (or manifests), or a folder of them."),
+) -> None:
+    """Join the outputs of a sharded relax/predict/md run into one file, in input order.
+
+    Each shard's manifest says which structures it holds. Refuses, naming them, when a structure
+    is missing or duplicated or the shards come from different runs; OUT is written atomically.
+
+    Example: eqtool data merge relaxed.extxyz relaxed.shard-*-of-4.extxyz
+    """
+    from eqtool.jobs.merge import merge_shards
+
+    result = merge_shards(out, shard_outputs)
+    _stderr_console().print(f"wrote {result.structures} structures from {result.shards} shard output(s) "
+                            f"of eqtool {result.command} to {out}", markup=False, highlight=False,
+                            soft_wrap=True)

@@ -17,7 +17,8 @@ def _side_path(out: Path, suffix: str) -> Path:
 
 
 def md(
-    input: str = typer.Argument(..., metavar="INPUT", help="Start structure (any format; first frame)."),
+    inputs: list[str] = typer.Argument(..., metavar="INPUT...",
+                                       help="Start structure (first frame); several with --shard."),
     model: list[str] = typer.Option(..., "--model", "-m",
                                     help="Model file or shipped name (e.g. cu-emt); repeat for a committee."),
     ensemble: str = typer.Option("nve", "--ensemble", help="nve, nvt or npt (isotropic)."),
@@ -44,12 +45,18 @@ def md(
     dtype: str = typer.Option("float64", "--dtype", help="float64 or float32."),
     threads: int | None = typer.Option(None, "--threads", min=1,
                                        help="CPU threads for torch (small systems: 1 is often fastest)."),
+    shard: str | None = typer.Option(None, "--shard", metavar="I/N",
+                                     help="One MD per structure (each frame of each INPUT) for shard I of N "
+                                          "(0-based): OUT.K.h5 per structure, final frames in "
+                                          "OUT.shard-I-of-N.extxyz with a manifest. Default inside a SLURM "
+                                          "array job: the array task's shard."),
 ) -> None:
     """Run molecular dynamics with a trained potential; a killed run continues with --restart.
 
     Writes the trajectory (positions, velocities, energies, forces), a CSV log (time ps, Epot,
     Ekin, Etot eV, T K, P GPa) and an energy/temperature plot. Exit code 3 if the run stopped
-    early (the system blew up, or the committee uncertainty passed --max-uncertainty).
+    early (the system blew up, or the committee uncertainty passed --max-uncertainty). With
+    --shard (or in a SLURM array job) every structure gets its own run; see docs/cluster.md.
 
     Example: eqtool md cu.extxyz --model cu-emt --ensemble nvt -T 600 --timestep 2 --steps 5000 --out traj.h5
     """
@@ -59,6 +66,7 @@ def md(
     from eqtool.calculator import EqCalculator
     from eqtool.errors import EqtoolError
     from eqtool.io.atomic import _check_folder
+    from eqtool.jobs.shard import resolve_shard
     from eqtool.sim.md import MDConfig, plot_log, run_md
     from eqtool.sim.structures import read_atoms
     from eqtool.sim.trajectory import trajectory_format
@@ -75,6 +83,23 @@ def md(
                    interval=interval, seed=seed, friction_per_fs=friction, tdamp_fs=tdamp, pdamp_fs=pdamp,
                    max_uncertainty=max_uncertainty).validate()
     trajectory_format(out)
+    part = resolve_shard(shard)
+    if part is not None:
+        for flag, given in (("--restart", restart), ("--log", log is not None), ("--plot", plot is not None)):
+            if given:
+                raise EqtoolError("not with --shard: a sharded run names each structure's files from --out "
+                                  "and a rerun continues where it stopped", source=flag)
+        _check_folder(out)
+        calc = EqCalculator(model=model if len(model) > 1 else model[0], device=device, dtype=dtype)
+        structures = read_atoms(inputs)
+        for atoms in structures:
+            calc.check_elements(atoms.get_atomic_numbers(), source=atoms.info["source"])
+        _md_shard(structures, calc, cfg, part, out, inputs, model, dtype, overwrite, Console(stderr=True))
+        return
+    if len(inputs) != 1:
+        raise EqtoolError(f"got {len(inputs)} inputs; give one start structure, or --shard I/N to run one MD "
+                          "per structure", source="INPUT")
+    input = inputs[0]
     log = log or _side_path(out, ".csv")
     plot = plot or _side_path(out, ".png")
     for path in (out, log, plot):
@@ -117,3 +142,71 @@ def md(
     if result.stopped:
         console.print(f"md stopped early at {result.stopped}", markup=False, highlight=False)
         raise typer.Exit(EXIT_STOPPED)
+
+
+def _structure_path(out: Path, k: int, suffix: str | None = None) -> Path:
+    """Files of structure ``k`` in a sharded run: ``traj.h5`` -> ``traj.7.h5`` (``.csv``, ``.png``)."""
+    return out.with_name(f"{out.stem}.{k}{out.suffix if suffix is None else suffix}")
+
+
+def _md_shard(structures, calc, cfg, part, out: Path, inputs, model, dtype, overwrite, console) -> None:
+    """One MD per structure of shard ``part``; each finished run appends its final frame to the output."""
+    from dataclasses import asdict
+
+    from eqtool.errors import EqtoolError
+    from eqtool.io.ase import _extxyz_frame, graph_from_atoms
+    from eqtool.jobs.run import prepare_shard
+    from eqtool.sim.md import plot_log, run_md
+
+    options = {**asdict(cfg), "dtype": dtype}
+    said: list[str] = []
+    plan = prepare_shard("md", out.with_suffix(".extxyz"), part, inputs, model, options,
+                         [len(a) for a in structures], log=said.append)
+    if not plan.exists and not overwrite:
+        taken = [p for k in plan.todo for p in (_structure_path(out, k),) if p.exists()]
+        if taken:
+            raise EqtoolError("already exists and is not from this shard run; use --overwrite to replace it",
+                              source=str(taken[0]))
+    for line in said:
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
+    with plan.start() as writer:
+        for k in plan.todo:
+            traj, log = _structure_path(out, k), _structure_path(out, k, ".csv")
+            for path in (traj, log):  # a structure that was in flight when the task was killed starts again
+                path.unlink(missing_ok=True)
+            res = run_md(structures[k], calc, cfg, trajectory=traj, log=log,
+                         attrs={"model": ",".join(model), "input": structures[k].info["source"]})
+            plot_log(log, _structure_path(out, k, ".png"), title=f"structure {k} | {cfg.ensemble.upper()}")
+            final = _final_frame(res, structures[k], graph_from_atoms)
+            final.info.update(md_steps=int(res.step), md_trajectory=traj.name)
+            if res.stopped:
+                final.info["md_stopped"] = res.stopped
+            writer.commit([(k, _extxyz_frame(final), {"stopped": res.stopped})])
+            plan.done[k] = {"stopped": res.stopped}
+    stopped = [k for k in plan.indices if plan.done[k].get("stopped")]
+    console.print(f"shard {part}: {len(plan.todo)} run(s) now, {len(plan.indices) - len(plan.todo)} skipped "
+                  f"(done before); final frames in {plan.output}", markup=False, highlight=False,
+                  soft_wrap=True)
+    if stopped:
+        console.print(f"md stopped early for input index {', '.join(map(str, stopped[:10]))}",
+                      markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_STOPPED)
+
+
+def _final_frame(res, start, graph_from_atoms):
+    """The last state with its energy, forces (and stress); the start structure if the run blew up."""
+    import numpy as np
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    atoms = res.atoms
+    if not np.isfinite(atoms.positions).all():
+        graph = graph_from_atoms(start, start.info["source"])
+    else:
+        results = {"energy": atoms.get_potential_energy(), "forces": atoms.get_forces(apply_constraint=False)}
+        if bool(np.all(atoms.pbc)):
+            results["stress"] = atoms.get_stress()
+        snap = atoms.copy()
+        snap.calc = SinglePointCalculator(snap, **results)
+        graph = graph_from_atoms(snap, start.info["source"])
+    graph.info.pop("source", None)
+    return graph

@@ -30,13 +30,32 @@ def predict(
     batch_size: int = typer.Option(16, "--batch-size", min=1, help="Structures per forward pass."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:1 or auto."),
     dtype: str | None = typer.Option(None, "--dtype", help="float32 or float64 (default: the model's)."),
+    shard: str | None = typer.Option(None, "--shard", metavar="I/N",
+                                     help="Predict shard I of N (0-based) into OUT.shard-I-of-N.extxyz with "
+                                          "a manifest; reruns skip finished structures. Default inside a "
+                                          "SLURM array job: the array task's shard."),
 ) -> None:
     """Predict energy (eV), forces (eV/Å), stress (eV/Å³, periodic) and write them with the structures.
 
-    Reference labels in the inputs are replaced in the output; their errors are printed.
+    Reference labels in the inputs are replaced in the output; their errors are printed. With
+    --shard (or in a SLURM array job) results are appended per batch to the shard's output;
+    `eqtool data merge` joins the shards (see docs/cluster.md).
 
     Example: eqtool predict in.extxyz --model cu-emt --out predicted.extxyz
     """
+    from eqtool.jobs.shard import resolve_shard
+
+    part = resolve_shard(shard)
+    if part is not None:
+        from eqtool.jobs.run import check_shard_output
+
+        check_shard_output(out)
+    _predict_potential(inputs, model, out, batch_size, device, dtype, part)
+
+
+def _predict_potential(inputs: list[str], model: str, out: Path, batch_size: int, device: str,
+                       dtype: str | None, part) -> None:
+    """``eqtool predict`` for an energy model (the whole input, or shard ``part``)."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
@@ -49,6 +68,9 @@ def predict(
     net = load_model(model, device=resolve_device(device), dtype=dtype)
     graphs = _read(inputs)
     console = Console(stderr=True)
+    if part is not None:
+        _predict_shard(net, graphs, part, out, inputs, model, batch_size, dtype, console)
+        return
     progress = Progress(TextColumn("predicting"), BarColumn(), MofNCompleteColumn(), console=console,
                         disable=not console.is_terminal, transient=True)
     with progress:
@@ -60,6 +82,24 @@ def predict(
     arrays = _reference_arrays(graphs, predicted)
     if arrays:
         console.print(metrics_table(error_metrics(arrays), "errors against the input labels"))
+
+
+def _predict_shard(net, graphs, part, out, inputs, model, batch_size, dtype, console) -> None:
+    """Predict one shard, appending every batch's results (with their manifest lines) as it finishes."""
+    from eqtool.io.ase import _extxyz_frame
+    from eqtool.jobs.run import prepare_shard
+    from eqtool.tasks.inference import predict_graphs
+
+    options = {"dtype": dtype or str(next(net.parameters()).dtype).replace("torch.", "")}
+    plan = prepare_shard("predict", out, part, inputs, [model], options, [g.n_atoms for g in graphs],
+                         log=lambda m: console.print(m, markup=False, highlight=False, soft_wrap=True))
+    with plan.start() as writer:
+        for b in range(0, len(plan.todo), batch_size):
+            chunk = plan.todo[b:b + batch_size]
+            predicted = predict_graphs(net, [graphs[k] for k in chunk], batch_size)
+            writer.commit([(k, _extxyz_frame(p), {}) for k, p in zip(chunk, predicted, strict=True)])
+    console.print(f"shard {part}: {len(plan.todo)} predicted now, {len(plan.done)} skipped (done before); "
+                  f"{plan.output}", markup=False, highlight=False, soft_wrap=True)
 
 
 def _reference_arrays(refs, preds) -> dict:
