@@ -1,0 +1,286 @@
+"""QHNet-class DFT Hamiltonian model (Yu et al., ICML 2023, arXiv:2306.04922) with SPHNet's sparse
+gates (Luo et al., ICML 2025, arXiv:2502.01171).
+
+1. Backbone: ``num_layers`` equivariant message-passing layers over all atom pairs of each molecule
+   (fully connected; ``cutoff`` only shapes the radial functions, which vanish beyond it):
+   ``h_i <- Gate(Linear(sum_j R(r_ij) * Linear(h)_j (x) Y(r_ij)) / avg_num_neighbors) + Skip(h_i, Z_i)``.
+2. Diagonal blocks: ``f_i = [h_i, Linear(h_i) (x) Linear(h_i)]`` -> :class:`BlockExpansion` (per element).
+3. Off-diagonal blocks for ordered pairs ``(i, j)``: a cheap part for every pair,
+   ``R_a(r) Linear(h)_i + R_b(r) Linear(h)_j`` and ``R_Y(r) Y(r_ij)`` (``l <= 2 l_max`` of the basis),
+   plus the pair tensor product ``(R_c(r) Linear(h)_i) (x) Linear(h)_j`` (all coupled irreps, 1e, 2o
+   and 3e included) -- the expensive part, which with ``sparsity > 0`` only the pairs kept by the
+   :class:`~eqtool.nn.sparse_gate.SparsePairGate` run (weighted by their gate), through a
+   :class:`~eqtool.nn.sparse_gate.SparseNodeTP` whose paths the three-phase schedule prunes.
+4. ``H = S (B + B^T) / 2 + mean`` per block: symmetric (``H_ij = H_ji^T``), ``scale`` times the
+   network output ``B`` plus a fitted per-element invariant diagonal ``mean``, then each element's
+   AOs are taken out of the 14-AO layout (zero padding beyond its AO count).
+
+Output: ``{"hamiltonian": [sum n_i^2, 14, 14]}`` in Hartree, PySCF AO order, pair level (row-major
+over (i, j) per molecule, as :data:`eqtool.data.keys.HAMILTONIAN`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+from e3nn import o3
+from torch import nn
+
+from eqtool.data import keys as K
+from eqtool.errors import EqtoolError
+from eqtool.models.hamiltonian.basis import FULL_SHELLS, MAX_AO, check_basis, shells
+from eqtool.models.hamiltonian.expansion import BlockExpansion, expansion_irreps
+from eqtool.nn import (
+    MLP,
+    EdgeConvTP,
+    ElementEmbedding,
+    ElementIndex,
+    ElementIrrepsLinear,
+    Gate,
+    IrrepsLinear,
+    NodeTP,
+    RadialBasis,
+    UniformIrreps,
+)
+from eqtool.nn.sparse_gate import SparseNodeTP, SparsePairGate
+
+__all__ = ["QHNet", "all_pairs"]
+
+
+def all_pairs(n_atoms: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Every ordered pair of each system, row-major over (i, j) (the ``pair`` level of data/keys.py).
+
+    Returns:
+        ``(i [Q], j [Q], rev [Q])`` with ``Q = sum n_b^2``: global atom indices and, for each pair,
+        the index of ``(j, i)``.
+    """
+    n = n_atoms.long()
+    sq = n * n
+    B = n.shape[0]
+    system = torch.repeat_interleave(torch.arange(B, device=n.device), sq)  # [Q]
+    start = torch.cumsum(sq, 0) - sq
+    atom_start = torch.cumsum(n, 0) - n
+    k = torch.arange(int(sq.sum()), device=n.device) - start[system]
+    nb = n[system]
+    a, c = k // nb, k % nb
+    return atom_start[system] + a, atom_start[system] + c, start[system] + c * nb + a
+
+
+def _positive_int(name: str, value, lo: int = 1) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < lo:
+        raise EqtoolError(f"'{name}' must be an integer >= {lo}, got {value!r}", source="model")
+    return value
+
+
+class _Layer(nn.Module):
+    """Message passing ``[N, D_in, C] -> [N, D_hidden, C]`` (convolution, gate, element skip)."""
+
+    def __init__(self, irs_in, hidden: UniformIrreps, lmax: int, num_basis: int, radial_mlp,
+                 num_elements: int, avg_num_neighbors: float):
+        super().__init__()
+        c = hidden.channels
+        irreps_in = UniformIrreps(irs_in, c)
+        self.linear_up = IrrepsLinear(irreps_in.irs, c, irreps_in)
+        self.conv = EdgeConvTP(irreps_in.irs, lmax, hidden.irs)
+        self.radial = MLP([num_basis, *radial_mlp, self.conv.n_paths * c])
+        self.linear_msg = IrrepsLinear(self.conv.irs_out, c, hidden)
+        self.n_gated = sum(1 for ir in hidden.irs if ir != o3.Irrep("0e"))
+        self.linear_gate = IrrepsLinear(self.conv.irs_out, c, UniformIrreps(["0e"], c * max(self.n_gated, 1)))
+        self.gate = Gate(hidden.irs)
+        self.skip = ElementIrrepsLinear(irreps_in, hidden, num_elements)
+        self.inv_avg = 1.0 / avg_num_neighbors
+        self.channels = c
+
+    def forward(self, h, Y, radial, sender, receiver, elem):
+        n, e, c = h.shape[0], Y.shape[0], self.channels
+        x = self.linear_up(h)  # [N, D_in, C]
+        w = self.radial(radial).view(e, self.conv.n_paths, c)  # [E, n_paths, C]
+        a = self.conv(x[sender], Y, w, receiver, n) * self.inv_avg  # [N, D_paths, C]
+        g = self.linear_gate(a).view(n, -1, c)[:, : self.n_gated]  # [N, n_gated, C]
+        m = self.gate(torch.cat([self.linear_msg(a), g], dim=1))  # [N, D_hidden, C]
+        return m + self.skip(h, elem)
+
+
+class QHNet(nn.Module):
+    """Hamiltonian model ``forward(batch) -> {"hamiltonian": [sum n_i^2, 14, 14]}`` (Hartree).
+
+    Args:
+        atomic_numbers: supported elements (each needs a ``basis`` entry).
+        basis: AO basis of the predicted matrix (``"def2-svp"``).
+        channels: feature multiplicity ``C``.
+        lmax: maximum ``l`` of the backbone features and edge harmonics (natural parity).
+        num_layers: message-passing layers.
+        cutoff: radius of the radial functions, Å (pairs farther apart get zero off-diagonal blocks).
+        num_basis: Bessel functions; ``radial_mlp``: hidden widths of the radial MLPs.
+        avg_num_neighbors: messages are divided by it.
+        sparsity: SPHNet sparse gates on the pair tensor product (0 = off, dense; 0.7 = keep 30 %
+            of the pairs and of the CG paths).
+        tp_random_steps, tp_adaptive_steps: lengths (optimiser steps) of the ``random`` and
+            ``adaptive`` phases of the TP-gate schedule (then ``fixed``).
+    """
+
+    kind = "hamiltonian"
+
+    def __init__(self, atomic_numbers: Sequence[int] = (1, 6, 7, 8, 9), basis: str = "def2-svp",
+                 channels: int = 32, lmax: int = 2, num_layers: int = 3, cutoff: float = 10.0,
+                 num_basis: int = 16, radial_mlp: Sequence[int] = (64,), avg_num_neighbors: float = 6.0,
+                 sparsity: float = 0.0, tp_random_steps: int = 1000, tp_adaptive_steps: int = 2000):
+        super().__init__()
+        basis = check_basis(basis)
+        for name, value, lo in (("channels", channels, 1), ("lmax", lmax, 1), ("num_layers", num_layers, 1),
+                                ("num_basis", num_basis, 1), ("tp_random_steps", tp_random_steps, 0),
+                                ("tp_adaptive_steps", tp_adaptive_steps, 0)):
+            _positive_int(name, value, lo)
+        if not (isinstance(sparsity, (int, float)) and 0.0 <= float(sparsity) < 1.0):
+            raise EqtoolError(f"'sparsity' must be in [0, 1), got {sparsity!r}", source="model")
+        if not cutoff > 0 or not avg_num_neighbors > 0:
+            raise EqtoolError("'cutoff' and 'avg_num_neighbors' must be > 0", source="model")
+        self.elements = ElementIndex(atomic_numbers)
+        zs = self.elements.atomic_numbers.tolist()
+        n_el = len(zs)
+        # each element's AOs inside the full 14-AO layout; MAX_AO marks padding (a zero column)
+        full_starts = [sum(2 * l + 1 for l in FULL_SHELLS[:i]) for i in range(len(FULL_SHELLS))]
+        ao_index = torch.full((n_el, MAX_AO), MAX_AO, dtype=torch.long)
+        for e, z in enumerate(zs):
+            idx, used = [], [False] * len(FULL_SHELLS)
+            for l in shells(basis, z):  # match shells in order to the first unused full shell of that l
+                s = next(s for s, ls in enumerate(FULL_SHELLS) if ls == l and not used[s])
+                used[s] = True
+                idx += range(full_starts[s], full_starts[s] + 2 * l + 1)
+            ao_index[e, : len(idx)] = torch.tensor(idx)
+        self.register_buffer("ao_index", ao_index, persistent=False)
+        self.register_buffer("diag_mean", torch.zeros(n_el, MAX_AO, MAX_AO))  # fitted, Hartree
+        self.register_buffer("scale", torch.ones(()))  # fitted, Hartree
+        self.cutoff = float(cutoff)
+        c = channels
+        hidden = UniformIrreps([o3.Irrep(l, (-1) ** l) for l in range(lmax + 1)], c)
+        self.hidden = hidden
+        self.embedding = ElementEmbedding(n_el, c)
+        self.radial = RadialBasis(cutoff, num_basis)
+        self.sh = o3.SphericalHarmonics(list(range(lmax + 1)), normalize=True, normalization="component")
+        layers, irs = [], [o3.Irrep("0e")]
+        for _ in range(num_layers):
+            layers.append(_Layer(irs, hidden, lmax, num_basis, radial_mlp, n_el, avg_num_neighbors))
+            irs = hidden.irs
+        self.layers = nn.ModuleList(layers)
+        exp_irs = expansion_irreps()
+        l_pair = max(ir.l for ir in exp_irs)
+        # diagonal head
+        self.node_a = IrrepsLinear(hidden.irs, c, hidden)
+        self.node_b = IrrepsLinear(hidden.irs, c, hidden)
+        self.node_tp = NodeTP(hidden.irs, hidden.irs, exp_irs)
+        self.node_expansion = BlockExpansion(hidden.irs + self.node_tp.irs_out, c, n_el)
+        # off-diagonal head
+        n_irs = len(hidden.irs)
+        self.pair_sh = o3.SphericalHarmonics(list(range(l_pair + 1)), normalize=True,
+                                             normalization="component")
+        self.pair_irs_y = [o3.Irrep(l, (-1) ** l) for l in range(l_pair + 1)]
+        self.pair_a = IrrepsLinear(hidden.irs, c, hidden)
+        self.pair_b = IrrepsLinear(hidden.irs, c, hidden)
+        self.pair_c = IrrepsLinear(hidden.irs, c, hidden)
+        self.pair_d = IrrepsLinear(hidden.irs, c, hidden)
+        self.pair_radial = MLP([num_basis, *radial_mlp, (3 * n_irs + l_pair + 1) * c])
+        self.pair_tp = SparseNodeTP(hidden.irs, hidden.irs, exp_irs, sparsity)
+        self.pair_gate = SparsePairGate(2 * c + num_basis, sparsity)
+        self.pair_expansion = BlockExpansion(hidden.irs + self.pair_irs_y + self.pair_tp.irs_out, c,
+                                             n_el * n_el)
+        rows = [k for k, ir in enumerate(hidden.irs) for _ in range(ir.dim)]
+        self.register_buffer("irrep_of_row", torch.tensor(rows, dtype=torch.long), persistent=False)
+        rows_y = [l for l in range(l_pair + 1) for _ in range(2 * l + 1)]
+        self.register_buffer("l_of_y_row", torch.tensor(rows_y, dtype=torch.long), persistent=False)
+        self.num_elements = n_el
+        self.sparsity = float(sparsity)
+        self.config = {
+            "name": "qhnet", "atomic_numbers": zs, "basis": basis, "channels": channels, "lmax": lmax,
+            "num_layers": num_layers, "cutoff": float(cutoff), "num_basis": num_basis,
+            "radial_mlp": list(radial_mlp), "avg_num_neighbors": float(avg_num_neighbors),
+            "sparsity": float(sparsity), "tp_random_steps": tp_random_steps,
+            "tp_adaptive_steps": tp_adaptive_steps,
+        }
+
+    @property
+    def atomic_numbers(self) -> torch.Tensor:
+        return self.elements.atomic_numbers
+
+    @property
+    def basis(self) -> str:
+        return self.config["basis"]
+
+    def n_ao(self) -> torch.Tensor:
+        """AO count per model element ``[n_elements]``."""
+        return (self.ao_index < MAX_AO).sum(1)
+
+    # ------------------------------------------------------------------ forward
+    def backbone(self, batch: Mapping[str, torch.Tensor], i: torch.Tensor, j: torch.Tensor):
+        """Node features ``[N, D, C]`` from messages over the off-diagonal pairs ``j -> i``."""
+        elem = self.elements(batch[K.ATOMIC_NUMBERS])  # [N]
+        pos = batch[K.POSITIONS]
+        vec = pos[j] - pos[i]  # [E, 3] Å
+        r = torch.linalg.vector_norm(vec, dim=-1)  # [E]
+        radial = self.radial(r)  # [E, num_basis]
+        Y = self.sh(vec)  # [E, (lmax+1)^2]
+        h = self.embedding(elem).unsqueeze(1)  # [N, 1, C]
+        for layer in self.layers:
+            h = layer(h, Y, radial, j, i, elem)
+        return h, elem, vec, radial
+
+    def forward(self, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        n_atoms = batch[K.N_ATOMS]
+        pi, pj, prev = all_pairs(n_atoms)  # [Q]
+        off = (pi != pj).nonzero().squeeze(-1)  # [E] positions of the off-diagonal pairs
+        i, j = pi[off], pj[off]
+        h, elem, vec, radial = self.backbone(batch, i, j)
+        c, n_el = self.hidden.channels, self.num_elements
+        E = off.numel()
+        # ---- diagonal blocks [N, 14, 14]
+        node_f = torch.cat([h, self.node_tp(self.node_a(h), self.node_b(h))], dim=1)
+        diag = self.node_expansion(node_f, elem)
+        # ---- off-diagonal blocks [E, 14, 14]
+        n_irs = len(self.hidden.irs)
+        rw = self.pair_radial(radial).view(E, -1, c)  # [E, 3 n_irs + l_pair + 1, C]
+        ra, rb, rc, ry = rw.split([n_irs, n_irs, n_irs, rw.shape[1] - 3 * n_irs], dim=1)
+        rows = self.irrep_of_row
+        cheap = self.pair_a(h)[i] * ra[:, rows] + self.pair_b(h)[j] * rb[:, rows]  # [E, D, C]
+        y = self.pair_sh(vec).unsqueeze(-1) * ry[:, self.l_of_y_row]  # [E, D_Y, C]
+        xi = self.pair_c(h)[i] * rc[:, rows]  # [E, D, C]
+        xj = self.pair_d(h)[j]
+        keep, weight = self._kept_pairs(h, i, j, radial, batch[K.BATCH])
+        tp = self.pair_tp(xi[keep], xj[keep]) * weight[:, None, None].to(h.dtype)  # [K, D_tp, C]
+        tp_full = h.new_zeros(E, tp.shape[1], c).index_copy(0, keep, tp)  # [E, D_tp, C]
+        pair_type = elem[i] * n_el + elem[j]
+        offd = self.pair_expansion(torch.cat([cheap, y, tp_full], dim=1), pair_type)  # [E, 14, 14]
+        # ---- assemble [Q, 14, 14]: symmetrise, scale, add the mean, take each element's AOs
+        Q = pi.numel()
+        blocks = h.new_zeros(Q, MAX_AO, MAX_AO)
+        blocks = blocks.index_copy(0, off, offd)
+        diag_pos = (pi == pj).nonzero().squeeze(-1)
+        blocks = blocks.index_copy(0, diag_pos, diag[pi[diag_pos]])
+        blocks = 0.5 * (blocks + blocks[prev].transpose(1, 2)) * self.scale
+        blocks = blocks.index_add(0, diag_pos, self.diag_mean[elem[pi[diag_pos]]].to(h.dtype))
+        padded = torch.nn.functional.pad(blocks, (0, 1, 0, 1))  # [Q, 15, 15], row/col 14 = 0
+        ri = self.ao_index[elem[pi]]  # [Q, 14]
+        ci = self.ao_index[elem[pj]]
+        out = padded.gather(1, ri[:, :, None].expand(-1, -1, MAX_AO + 1))  # rows
+        out = out.gather(2, ci[:, None, :].expand(-1, MAX_AO, -1))  # cols -> [Q, 14, 14]
+        return {K.HAMILTONIAN: out}
+
+    def _kept_pairs(self, h, i, j, radial, batch_index):
+        """Ordered off-diagonal pairs (indices into ``i``/``j``) that run the pair TP, and their gate."""
+        E = i.numel()
+        if self.pair_gate.score is None:
+            return torch.arange(E, device=i.device), h.new_ones(E)
+        # unordered pairs i < j with symmetric invariant descriptors; (j, i) follows (i, j)
+        lower = (i < j).nonzero().squeeze(-1)  # [U]
+        s_i, s_j = h[i[lower], 0, :], h[j[lower], 0, :]  # [U, C] 0e channels
+        desc = torch.cat([s_i + s_j, s_i * s_j, radial[lower]], dim=-1)  # [U, 2C + num_basis]
+        keep_u, gate = self.pair_gate(desc, batch_index[i[lower]])
+        # index of (j, i) among the off-diagonal pairs: same system, swapped local indices
+        n_total = int(batch_index.numel())
+        code = i * n_total + j  # unique key per ordered pair; off pairs are sorted by it
+        kept = lower[keep_u]
+        partner = torch.searchsorted(code, j[kept] * n_total + i[kept])
+        return torch.cat([kept, partner]), torch.cat([gate, gate])
+
+    def extra_repr(self) -> str:
+        return f"basis={self.basis}, elements={self.config['atomic_numbers']}, sparsity={self.sparsity}"

@@ -1,0 +1,350 @@
+"""QHNet Hamiltonian model: AO conventions, O(3) equivariance (block-wise Wigner-D in PySCF order),
+permutation, batch == single, sparse gates, bad input, and training end to end.
+
+Targets that are exactly equivariant come from PySCF directly: the overlap ``int1e_ovlp`` and the
+core Hamiltonian ``int1e_kin + int1e_nuc`` (needs ``pyscf``, the ``dft`` extra).
+"""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from ase.build import molecule
+from e3nn import o3
+
+from eqtool.data import keys as K
+from eqtool.data.batch import collate
+from eqtool.data.graph import AtomGraph
+from eqtool.errors import EqtoolError
+from eqtool.models.hamiltonian.basis import MAX_AO, ao_count, ao_rotation, change_of_basis
+from eqtool.models.hamiltonian.qhnet import QHNet
+from eqtool.models.registry import build_model
+
+BASIS = "def2-svp"
+
+
+def _pyscf_mol(numbers, positions):
+    from pyscf import gto
+
+    return gto.M(atom=[(int(z), tuple(p)) for z, p in zip(numbers, positions, strict=True)], basis=BASIS,
+                 unit="Angstrom")
+
+
+def _rattled(name, seed, scale=0.1):
+    atoms = molecule(name)
+    atoms.positions += np.random.default_rng(seed).normal(scale=scale, size=atoms.positions.shape)
+    return atoms
+
+
+def _graph(atoms):
+    return AtomGraph.from_ase(atoms, source="test")
+
+
+def _full(blocks, numbers):
+    """Pair blocks ``[n^2, 14, 14]`` -> ``[n_ao, n_ao]`` matrix."""
+    n = len(numbers)
+    naos = [ao_count(BASIS, int(z)) for z in numbers]
+    starts = np.concatenate([[0], np.cumsum(naos)])
+    out = torch.zeros(starts[-1], starts[-1], dtype=blocks.dtype)
+    for a in range(n):
+        for b in range(n):
+            out[starts[a]: starts[a + 1], starts[b]: starts[b + 1]] = blocks[a * n + b, : naos[a], : naos[b]]
+    return out
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    m = QHNet(atomic_numbers=(1, 6, 8), channels=8, num_layers=2, sparsity=0.0).double().eval()
+    with torch.no_grad():  # a non-trivial (rotation-invariant) reference so the assembly is tested too
+        ss = torch.randn(3, 3, 3, dtype=torch.float64)
+        m.diag_mean.copy_(torch.eye(MAX_AO, dtype=torch.float64) * torch.randn(3, 1, 1, dtype=torch.float64))
+        m.diag_mean[:, :3, :3] += ss + ss.transpose(1, 2)  # s-s couplings are invariant
+        m.scale.fill_(0.7)
+    return m
+
+
+@pytest.fixture(scope="module")
+def sparse_model():
+    torch.manual_seed(1)
+    m = QHNet(atomic_numbers=(1, 6, 8), channels=8, num_layers=2, sparsity=0.7).double().eval()
+    with torch.no_grad():
+        m.pair_tp.gate.weight.normal_()
+    return m
+
+
+# ---------------------------------------------------------------------------- AO conventions
+@pytest.mark.parametrize("l", [1, 2])
+def test_change_of_basis_matches_pyscf_ao_values(l):
+    """PySCF's AO values of one shell, divided by their radial part, are e3nn's harmonics @ M."""
+    mol = _pyscf_mol([8], [[0.0, 0.0, 0.0]])
+    mol.charge, mol.spin = -2, 0
+    mol.build()
+    pts = np.random.default_rng(0).normal(size=(50, 3))
+    ao = mol.eval_gto("GTOval_sph", pts)[:, {1: slice(3, 6), 2: slice(9, 14)}[l]]  # first p / the d shell
+    y = o3.spherical_harmonics(l, torch.tensor(pts), normalize=True, normalization="component").numpy()
+    ratio = ao / np.linalg.norm(ao, axis=1, keepdims=True)
+    pred = y @ change_of_basis(l).numpy()
+    pred /= np.linalg.norm(pred, axis=1, keepdims=True)
+    np.testing.assert_allclose(pred, ratio, atol=1e-10)
+    M = change_of_basis(l)
+    torch.testing.assert_close(M @ M.T, torch.eye(2 * l + 1, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("improper", [False, True])
+def test_ao_rotation_rotates_pyscf_overlap_and_hcore(improper):
+    atoms = _rattled("CH3CH2OH", 0)
+    R = o3.rand_matrix(dtype=torch.float64) * (-1.0 if improper else 1.0)
+    pos = atoms.positions
+    mol, mol_r = _pyscf_mol(atoms.numbers, pos), _pyscf_mol(atoms.numbers, pos @ R.numpy().T)
+    U = ao_rotation(BASIS, atoms.numbers, R).numpy()
+    for key in ("int1e_ovlp", "int1e_kin"):
+        np.testing.assert_allclose(U @ mol.intor(key) @ U.T, mol_r.intor(key), atol=1e-10)
+    assert ao_count(BASIS, 1) == 5 and ao_count(BASIS, 8) == 14 == MAX_AO
+
+
+# ---------------------------------------------------------------------------- model symmetries
+def _predict(m, graphs, seed=0):
+    torch.manual_seed(seed)  # the random phase of a training-mode TP gate draws paths
+    return m(collate(graphs, dtype=torch.float64))[K.HAMILTONIAN]
+
+
+@pytest.mark.parametrize("which", ["dense", "sparse", "sparse_train_random"])
+@pytest.mark.parametrize("improper", [False, True])
+def test_equivariance_blockwise_wigner_d(model, sparse_model, which, improper):
+    m = model if which == "dense" else sparse_model
+    m.train(which == "sparse_train_random")
+    try:
+        atoms = _rattled("CH3CH2OH", 1)
+        for _ in range(2):
+            R = o3.rand_matrix(dtype=torch.float64) * (-1.0 if improper else 1.0)
+            rotated = atoms.copy()
+            rotated.positions = atoms.positions @ R.numpy().T + np.array([0.3, -1.0, 2.0])
+            H = _full(_predict(m, [_graph(atoms)]).detach(), atoms.numbers)
+            H_rot = _full(_predict(m, [_graph(rotated)]).detach(), atoms.numbers)
+            U = ao_rotation(BASIS, atoms.numbers, R)
+            assert H.abs().max() > 1e-3
+            assert (U @ H @ U.T - H_rot).abs().max() <= 1e-8
+    finally:
+        m.eval()
+
+
+def test_symmetric_and_padded(model):
+    atoms = _rattled("CH3CH2OH", 2)
+    blocks = _predict(model, [_graph(atoms)]).detach()
+    H = _full(blocks, atoms.numbers)
+    torch.testing.assert_close(H, H.T, rtol=0, atol=1e-14)
+    n = len(atoms)
+    for a, z in enumerate(atoms.numbers):
+        k = ao_count(BASIS, int(z))
+        assert not blocks[a * n: (a + 1) * n, k:, :].any()  # rows past the atom's AOs
+        assert not blocks[a::n, :, k:].any()  # columns past the atom's AOs
+    assert blocks.abs().max() > 1e-3
+
+
+def test_permutation(sparse_model):
+    atoms = _rattled("CH3CH2OH", 3)
+    perm = np.random.default_rng(0).permutation(len(atoms))
+    H = _full(_predict(sparse_model, [_graph(atoms)]).detach(), atoms.numbers)
+    Hp = _full(_predict(sparse_model, [_graph(atoms[perm])]).detach(), atoms.numbers[perm])
+    naos = [ao_count(BASIS, int(z)) for z in atoms.numbers]
+    starts = np.concatenate([[0], np.cumsum(naos)])
+    ao_perm = np.concatenate([np.arange(starts[p], starts[p + 1]) for p in perm])
+    torch.testing.assert_close(Hp, H[ao_perm][:, ao_perm], rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("fixture", ["model", "sparse_model"])
+def test_batch_equals_single(fixture, request):
+    m = request.getfixturevalue(fixture)
+    mols = [_rattled("H2O", 4), _rattled("CH3CH2OH", 5), _rattled("H2O", 6)]
+    batch = _predict(m, [_graph(a) for a in mols]).detach()
+    off = 0
+    for a in mols:
+        single = _predict(m, [_graph(a)]).detach()
+        torch.testing.assert_close(batch[off: off + len(a) ** 2], single, rtol=0, atol=1e-12)
+        off += len(a) ** 2
+    assert off == batch.shape[0]
+
+
+def test_sparsity_zero_equals_dense_and_open_gates():
+    """A sparse model whose gates keep every pair and path with weight 1 is the dense model."""
+    torch.manual_seed(5)
+    dense = QHNet(atomic_numbers=(1, 6, 8), channels=8, num_layers=1, sparsity=0.0).double().eval()
+    sparse = QHNet(atomic_numbers=(1, 6, 8), channels=8, num_layers=1, sparsity=0.7).double().eval()
+    sparse_keys = ("pair_gate.", "pair_tp.gate.")
+    assert not any(k.startswith(sparse_keys) for k, _ in dense.named_parameters())
+    missing, unexpected = sparse.load_state_dict(dense.state_dict(), strict=False)
+    assert not unexpected and missing and all(k.startswith(sparse_keys) for k in missing)
+    atoms = [_graph(_rattled("CH3CH2OH", 7))]
+    assert (_predict(sparse, atoms) - _predict(dense, atoms)).abs().max() > 1e-6  # gates do prune
+    with torch.no_grad():  # open the gates: every pair with gate 1, every path with weight 1
+        sparse.pair_gate.sparsity = 0.0
+        sparse.pair_gate.score.biases[-1].fill_(100.0)
+        sparse.pair_tp.gate.k = sparse.pair_tp.gate.n_paths
+    torch.testing.assert_close(_predict(sparse, atoms), _predict(dense, atoms), rtol=0, atol=1e-12)
+
+
+def test_sparse_model_prunes_pairs(sparse_model):
+    atoms = _rattled("CH3CH2OH", 8)
+    batch = collate([_graph(atoms)], dtype=torch.float64)
+    from eqtool.models.hamiltonian.qhnet import all_pairs
+
+    pi, pj, _ = all_pairs(batch[K.N_ATOMS])
+    off = pi != pj
+    h, _, _, radial = sparse_model.backbone(batch, pi[off], pj[off])
+    keep, w = sparse_model._kept_pairs(h, pi[off], pj[off], radial, batch[K.BATCH])
+    n_unordered = len(atoms) * (len(atoms) - 1) // 2
+    assert len(keep) == 2 * int(np.ceil(0.3 * n_unordered))  # both orders of each kept pair
+    assert len(set(keep.tolist())) == len(keep) and bool(((w > 0) & (w < 1)).all())
+
+
+# ---------------------------------------------------------------------------- files and errors
+def test_config_roundtrip_and_model_file(tmp_path, sparse_model):
+    from eqtool.models.files import load_model, save_model
+    from eqtool.nn.sparse_gate import SparsityScheduler
+
+    SparsityScheduler(0, 0).apply(sparse_model, 0)  # fixed phase: the exported inference model
+    rebuilt = build_model(**sparse_model.config)
+    assert set(rebuilt.state_dict()) == set(sparse_model.state_dict())
+    path = save_model(sparse_model, tmp_path / "h.pt")
+    loaded = load_model(path, dtype=torch.float64)
+    atoms = [_graph(_rattled("H2O", 9)), _graph(_rattled("CH3CH2OH", 9))]
+    torch.testing.assert_close(_predict(loaded, atoms), _predict(sparse_model, atoms), rtol=0, atol=0)
+    assert loaded.pair_tp.gate.phase == "fixed"
+
+
+def test_bad_input():
+    with pytest.raises(EqtoolError, match="no def2-svp basis"):
+        QHNet(atomic_numbers=(1, 17))
+    with pytest.raises(EqtoolError, match="basis 'sto-3g' is not supported"):
+        QHNet(basis="sto-3g")
+    with pytest.raises(EqtoolError, match="sparsity"):
+        QHNet(sparsity=1.0)
+    m = QHNet(atomic_numbers=(1, 8), channels=4, num_layers=1)
+    with pytest.raises(EqtoolError, match="element.* C not supported"):
+        m(collate([_graph(molecule("CH4"))]))
+
+
+# ---------------------------------------------------------------------------- training
+def _write_dataset(path, n_water=6, n_ethanol=4, basis=BASIS):
+    """hcore (kinetic + nuclear attraction) as a stand-in Fock matrix: exact, cheap, equivariant."""
+    import scipy.linalg
+
+    from eqtool.dft.h5 import hamiltonian_graph, write_hamiltonian_h5
+
+    graphs = []
+    for name, formula, n in (("water", "H2O", n_water), ("ethanol", "CH3CH2OH", n_ethanol)):
+        for k in range(n):
+            atoms = _rattled(formula, 100 + k, scale=0.05)
+            mol = _pyscf_mol(atoms.numbers, atoms.positions)
+            H = mol.intor("int1e_kin") + mol.intor("int1e_nuc")
+            S = mol.intor("int1e_ovlp")
+            eps = scipy.linalg.eigh(H, S, eigvals_only=True)
+            graphs.append(hamiltonian_graph(atoms.numbers, atoms.positions, H, S, eps, mol.nelectron // 2,
+                                            72, info={"name": name}, source=f"{name}@{k}"))
+    write_hamiltonian_h5(path, graphs, source="test", level_of_theory="hcore", info_keys=("name",),
+                         attrs={"basis": basis} if basis != BASIS else None)
+
+
+def _recipe(tmp_path, data, **trainer):
+    from eqtool.config.schema import DataConfig, ModelConfig, OptimConfig, RunConfig, TrainerConfig
+    from eqtool.models.hamiltonian.config import HamiltonianLossConfig
+
+    return RunConfig(
+        data=DataConfig(path=str(data), batch_size=4, val_fraction=0.2, test_fraction=0.2),
+        model=ModelConfig(name="qhnet", kwargs={
+            "atomic_numbers": [1, 6, 8], "channels": 8, "num_layers": 1, "sparsity": 0.7,
+            "tp_random_steps": 1, "tp_adaptive_steps": 1}),
+        task="hamiltonian", loss=HamiltonianLossConfig(), optim=OptimConfig(lr=5e-3, scheduler="none"),
+        trainer=TrainerConfig(**{"max_epochs": 2, "dtype": "float64", "accelerator": "cpu", "devices": 1,
+                                 "progress_bar": False, **trainer}),
+        run_dir=str(tmp_path / "run"))
+
+
+def test_train_export_resume(tmp_path):
+    from eqtool.models.files import load_model
+    from eqtool.tasks.hamiltonian import train_hamiltonian
+    from eqtool.train import train
+
+    data = tmp_path / "h.h5"
+    _write_dataset(data)
+    cfg = _recipe(tmp_path, data)
+    run = train(cfg, log=lambda *a: None)  # dispatches to train_hamiltonian
+    for name in ("config.yaml", "model_config.json", "checkpoints/last.ckpt", "model.pt",
+                 "test_metrics.json"):
+        assert (run / name).is_file(), name
+    metrics = json.loads((run / "test_metrics.json").read_text())
+    assert set(metrics["molecules"]) >= {"all"} and metrics["split"] == "test"
+    assert all(np.isfinite(v["h_mae"]) for v in metrics["molecules"].values())
+    assert "psi" in metrics["molecules"]["all"] and metrics["units"]["h_mae"] == "µHa"
+    model = load_model(run / "model.pt")
+    assert model.pair_tp.gate.phase == "fixed"  # 2 epochs x 2 steps passed both schedule phases
+    assert float(model.scale) > 0 and model.diag_mean.abs().sum() > 0  # the fitted reference
+    resumed = _recipe(tmp_path, data, max_epochs=3)
+    train_hamiltonian(resumed, resume=True, log=lambda *a: None)
+    hist = [json.loads(x) for x in (run / "fit_history.jsonl").read_text().splitlines()]
+    assert hist[-1]["epoch"] >= 2 and sum(h["event"] == "start" for h in hist) == 2
+
+
+def test_dataset_basis_mismatch(tmp_path):
+    from eqtool.tasks.hamiltonian import HamiltonianDataModule
+
+    data = tmp_path / "h.h5"
+    _write_dataset(data, n_water=3, n_ethanol=0, basis="sto-3g")
+    cfg = _recipe(tmp_path, data).data
+    with pytest.raises(EqtoolError, match="basis 'sto-3g' differs from the model's 'def2-svp'"):
+        HamiltonianDataModule(cfg, BASIS).setup()
+
+
+def test_loss_ignores_padding():
+    from eqtool.models.hamiltonian.config import HamiltonianLossConfig
+    from eqtool.tasks.hamiltonian import ao_mask, hamiltonian_loss
+
+    m = QHNet(atomic_numbers=(1, 8), channels=4, num_layers=1).double()
+    batch = collate([_graph(molecule("H2O"))], dtype=torch.float64)
+    mask, on_site = ao_mask(m, batch)
+    assert int(mask.sum()) == 24 ** 2 and on_site.tolist() == [True, False, False, False, True, False,
+                                                                False, False, True]
+    pred = torch.zeros(9, 14, 14, dtype=torch.float64)
+    target = pred.clone()
+    target[~mask] = 5.0  # padding differences do not count
+    target[0, 0, 0] = 24.0**2 * 1e-3
+    loss, mae = hamiltonian_loss(pred, target, mask, HamiltonianLossConfig(mae=1.0, mse=0.0))
+    assert abs(float(mae) - 1e-3) < 1e-15 and abs(float(loss) - 1e-3) < 1e-15
+
+
+# ---------------------------------------------------------------------------- the shipped model
+SHIPPED = "water-ethanol-svp"
+TINY = Path(__file__).resolve().parents[1] / "data" / "hamiltonian_tiny.h5"
+SHIPPED_METRICS = Path(__file__).resolve().parents[1] / "eqtool/models/files" / f"{SHIPPED}.metrics.json"
+
+
+def test_shipped_model_is_equivariant_and_fits_the_data():
+    from eqtool.io.hdf5 import H5Dataset
+    from eqtool.models.files import load_model
+    from eqtool.tasks.hamiltonian import evaluate_hamiltonian
+
+    model = load_model(SHIPPED, dtype=torch.float64)
+    assert model.basis == BASIS and model.atomic_numbers.tolist() == [1, 6, 8]
+    atoms = _rattled("CH3CH2OH", 11)
+    R = o3.rand_matrix(dtype=torch.float64)
+    rotated = atoms.copy()
+    rotated.positions = atoms.positions @ R.numpy().T
+    H = _full(_predict(model, [_graph(atoms)]).detach(), atoms.numbers)
+    H_rot = _full(_predict(model, [_graph(rotated)]).detach(), atoms.numbers)
+    U = ao_rotation(BASIS, atoms.numbers, R)
+    assert (U @ H @ U.T - H_rot).abs().max() <= 1e-8
+    # B3LYP/def2-SVP Fock matrices of the committed 12 molecules (MD conformers of the same data)
+    metrics = evaluate_hamiltonian(model, H5Dataset(TINY), orbital_metrics=False)
+    assert metrics["all"]["n_systems"] == 12
+    assert metrics["all"]["h_mae"] < 5000.0, metrics  # µHa; the untrained model is ~10^5
+
+
+def test_shipped_metrics_file():
+    m = json.loads(SHIPPED_METRICS.read_text(encoding="utf-8"))
+    for name in ("water", "ethanol"):
+        assert m["molecules"][name]["n_systems"] > 0
+        assert 0 < m["molecules"][name]["h_mae"] < 1e5
+    assert m["n_train"] > 0 and m["units"]["h_mae"] == "µHa"
