@@ -12,7 +12,9 @@ from collections.abc import Callable
 from torch import nn
 
 from eqtool.errors import EqtoolError
+from eqtool.models.docking.equibind import EquiBind
 from eqtool.models.generative.edm import EDM
+from eqtool.models.hamiltonian.qhnet import QHNet
 from eqtool.models.potential.egnn import EGNN
 from eqtool.models.potential.mace import MACE
 
@@ -22,6 +24,8 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "mace": MACE,
     "egnn": EGNN,
     "edm": EDM,
+    "qhnet": QHNet,
+    "equibind": EquiBind,
 }
 
 
