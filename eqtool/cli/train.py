@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-__all__ = ["train", "metrics_table"]
+__all__ = ["train", "metrics_table", "scalar_table"]
 
 
 def metrics_table(metrics: dict, title: str):
@@ -56,4 +56,26 @@ def train(
     metrics_file = Path(out) / "test_metrics.json"
     if metrics_file.is_file():
         metrics = json.loads(metrics_file.read_text(encoding="utf-8"))
-        Console().print(metrics_table(metrics, f"{metrics.get('split', 'test')} metrics ({out})"))
+        title = f"{metrics.get('split', 'test')} metrics ({out})"
+        table = metrics_table(metrics, title)
+        Console().print(table if table.row_count else scalar_table(metrics, title))
+
+
+def scalar_table(metrics: dict, title: str):
+    """A two-column rich table of the numbers in ``metrics`` (one nesting level as ``outer/inner``).
+
+    For tasks whose metrics are not energy/forces/stress (docking, Hamiltonians).
+    """
+    from rich.table import Table
+
+    table = Table(title=title)
+    table.add_column("quantity")
+    table.add_column("value", justify="right")
+    for key, value in metrics.items():
+        items = value.items() if isinstance(value, dict) else [("", value)]
+        for sub, v in items:
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                table.add_row(f"{key}/{sub}" if sub else key, f"{v:.4g}")
+    if "units" in metrics and isinstance(metrics["units"], str):
+        table.caption = f"lengths in {metrics['units']}"
+    return table
