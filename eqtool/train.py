@@ -24,7 +24,7 @@ import torch
 
 from eqtool.errors import EqtoolError
 
-__all__ = ["train", "export", "prepare_model", "checkpoint_path", "model_from_checkpoint"]
+__all__ = ["train", "fit", "export", "prepare_model", "checkpoint_path", "model_from_checkpoint"]
 
 CKPT_DIR = "checkpoints"
 # model options fitted from data (set in the recipe's model section, not in model.kwargs)
@@ -272,6 +272,44 @@ def model_from_last(last: Path, dtype: torch.dtype) -> torch.nn.Module:
     return build_model(**saved["hyper_parameters"]["model_config"]).to(dtype)
 
 
+def fit(config, resume: bool, log, setup, task_cls, finish) -> Path:
+    """The training skeleton every task shares; return the run folder.
+
+    Checks the run folder, seeds, builds the Lightning trainer, gets ``(model, datamodule)`` from
+    ``setup(last, log)`` (``last`` is the checkpoint to resume from, or ``None`` for a fresh run),
+    writes ``config.yaml`` (``config.resume.yaml`` when resuming) and ``model_config.json`` on rank
+    0, fits ``task_cls(model, loss, optim, max_epochs=, check_val_every=)`` and calls
+    ``finish(config, run_dir, datamodule, log)`` on rank 0. ``--resume`` continues from the newest of
+    ``checkpoints/last.ckpt`` and a SLURM requeue checkpoint (:func:`requeue_checkpoint`).
+    """
+    import lightning as L
+
+    from eqtool.config.load import save_config
+    from eqtool.tasks.report import write_json
+
+    run_dir = Path(config.run_dir)
+    last = check_run_dir(run_dir, resume)
+    if resume:
+        last = requeue_checkpoint(run_dir, last)
+    L.seed_everything(config.trainer.seed, workers=True, verbose=False)
+    trainer = _trainer(config, run_dir)
+    quiet = (lambda *a, **k: None) if not trainer.is_global_zero else log
+    model, dm = setup(last if resume else None, quiet)
+    if trainer.is_global_zero:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(config, run_dir / ("config.yaml" if not resume else "config.resume.yaml"))
+        if not resume:  # for reading only; resuming rebuilds the model from the checkpoint
+            write_json(run_dir / "model_config.json", model.config)
+    task = task_cls(model, config.loss, config.optim, max_epochs=config.trainer.max_epochs,
+                    check_val_every=config.trainer.check_val_every)
+    with warnings.catch_warnings():  # the EMA copy is in eval mode on purpose
+        warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode.*")
+        trainer.fit(task, datamodule=dm, ckpt_path=str(last) if resume else None)
+    if trainer.is_global_zero:
+        finish(config, run_dir, dm, quiet)
+    return run_dir
+
+
 def train(config, resume: bool = False, log=print) -> Path:
     """Train the recipe ``config`` (a :class:`~eqtool.config.schema.RunConfig`); return the run folder.
 
@@ -288,36 +326,13 @@ def train(config, resume: bool = False, log=print) -> Path:
         module, func = OTHER_TRAINERS[config.task].split(":")
         return getattr(importlib.import_module(module), func)(config, resume=resume, log=log)
 
-    import lightning as L
-
-    from eqtool.config.load import save_config
     from eqtool.data.datamodule import PotentialDataModule
     from eqtool.tasks import TASKS
 
-    run_dir = Path(config.run_dir)
-    last = check_run_dir(run_dir, resume)
-    if resume:
-        last = requeue_checkpoint(run_dir, last)
-    L.seed_everything(config.trainer.seed, workers=True, verbose=False)
-    trainer = _trainer(config, run_dir)
-    quiet = (lambda *a, **k: None) if not trainer.is_global_zero else log
-    if resume:
+    def setup(last, log):
+        if last is None:
+            return prepare_model(config, log=log)
         model = model_from_last(last, _dtype(config))
-        dm = PotentialDataModule(config.data, model.cutoff, _dtype(config))
-    else:
-        model, dm = prepare_model(config, log=quiet)
-    if trainer.is_global_zero:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        save_config(config, run_dir / ("config.yaml" if not resume else "config.resume.yaml"))
-        if not resume:  # for reading only; resuming rebuilds the model from the checkpoint
-            from eqtool.tasks.report import write_json
+        return model, PotentialDataModule(config.data, model.cutoff, _dtype(config))
 
-            write_json(run_dir / "model_config.json", model.config)
-    task = TASKS[config.task](model, config.loss, config.optim, max_epochs=config.trainer.max_epochs,
-                              check_val_every=config.trainer.check_val_every)
-    with warnings.catch_warnings():  # the EMA copy is in eval mode on purpose
-        warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode.*")
-        trainer.fit(task, datamodule=dm, ckpt_path=str(last) if resume else None)
-    if trainer.is_global_zero:
-        _finish(config, run_dir, dm, quiet)
-    return run_dir
+    return fit(config, resume, log, setup, TASKS[config.task], _finish)
