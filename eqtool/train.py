@@ -194,6 +194,8 @@ def _trainer(cfg, run_dir: Path):
 
     t = cfg.trainer
     _srun_single_node()
+    # Lightning's hint on any machine with SLURM installed, even for a plain local run
+    warnings.filterwarnings("ignore", message=r".*`srun` command is available on your system but is not used")
     ckpt_dir = run_dir / CKPT_DIR
     callbacks = [
         ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val/loss", mode="min", save_top_k=1,
