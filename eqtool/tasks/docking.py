@@ -18,7 +18,6 @@ The run folder is that of :func:`eqtool.train.train`; ``test_metrics.json`` hold
 from __future__ import annotations
 
 import json
-import warnings
 from pathlib import Path
 
 import lightning as L
@@ -327,37 +326,23 @@ def train_docking(config, resume: bool = False, log=print) -> Path:
 
     ``resume`` continues from ``checkpoints/last.ckpt`` (weights, EMA, optimiser, epoch counters).
     """
-    from eqtool.config.load import save_config
     from eqtool.models.registry import build_model
-    from eqtool.tasks.report import write_json
-    from eqtool.train import _trainer, check_run_dir, model_from_last
+    from eqtool.train import fit, model_from_last
 
-    run_dir = Path(config.run_dir)
-    last = check_run_dir(run_dir, resume)
-    L.seed_everything(config.trainer.seed, workers=True, verbose=False)
-    trainer = _trainer(config, run_dir)
-    quiet = (lambda *a, **k: None) if not trainer.is_global_zero else log
     dtype = getattr(torch, config.trainer.dtype)
-    model = model_from_last(last, dtype) if resume else build_model(config.model.name, **config.model.kwargs)
-    model = model.to(dtype)
-    if getattr(model, "kind", None) != "docking":
-        raise EqtoolError(f"model {config.model.name!r} is not a docking model; task 'docking' needs "
-                          "model.name: equibind", source="recipe")
-    dm = DockingDataModule(config.data, model.pocket_radius, model.receptor_cutoff, dtype,
-                           config.trainer.seed, quiet)
-    dm.setup()
-    quiet(f"data: {config.data.path}: " + ", ".join(f"{k} {len(v)}" for k, v in dm.datasets.items())
-          + " complexes")
-    if trainer.is_global_zero:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        save_config(config, run_dir / ("config.yaml" if not resume else "config.resume.yaml"))
-        if not resume:
-            write_json(run_dir / "model_config.json", model.config)
-    task = DockingTask(model, config.loss, config.optim, max_epochs=config.trainer.max_epochs,
-                       check_val_every=config.trainer.check_val_every)
-    with warnings.catch_warnings():  # the EMA copy is in eval mode on purpose
-        warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode.*")
-        trainer.fit(task, datamodule=dm, ckpt_path=str(last) if resume else None)
-    if trainer.is_global_zero:
-        _finish(config, run_dir, dm, quiet)
-    return run_dir
+
+    def setup(last, log):
+        model = model_from_last(last, dtype) if last is not None else \
+            build_model(config.model.name, **config.model.kwargs)
+        model = model.to(dtype)
+        if getattr(model, "kind", None) != "docking":
+            raise EqtoolError(f"model {config.model.name!r} is not a docking model; task 'docking' needs "
+                              "model.name: equibind", source="recipe")
+        dm = DockingDataModule(config.data, model.pocket_radius, model.receptor_cutoff, dtype,
+                               config.trainer.seed, log)
+        dm.setup()
+        log(f"data: {config.data.path}: " + ", ".join(f"{k} {len(v)}" for k, v in dm.datasets.items())
+            + " complexes")
+        return model, dm
+
+    return fit(config, resume, log, setup, DockingTask, _finish)

@@ -380,31 +380,13 @@ def train_hamiltonian(config, resume: bool = False, log=print) -> Path:
     """Train a ``task: hamiltonian`` recipe; return the run folder (layout of
     :func:`eqtool.train.train`: ``config.yaml``, ``model_config.json``, ``checkpoints/``, ``logs/``,
     ``model.pt``, ``test_metrics.json``)."""
-    from eqtool.config.load import save_config
-    from eqtool.tasks.report import write_json
-    from eqtool.train import _trainer, check_run_dir, model_from_last
+    from eqtool.train import fit, model_from_last
 
-    run_dir = Path(config.run_dir)
-    last = check_run_dir(run_dir, resume)
-    L.seed_everything(config.trainer.seed, workers=True, verbose=False)
-    trainer = _trainer(config, run_dir)
-    quiet = (lambda *a, **k: None) if not trainer.is_global_zero else log
-    dtype = getattr(torch, config.trainer.dtype)
-    if resume:
+    def setup(last, log):
+        if last is None:
+            return prepare_hamiltonian(config, log=log)
+        dtype = getattr(torch, config.trainer.dtype)
         model = model_from_last(last, dtype)
-        dm = HamiltonianDataModule(config.data, model.basis, dtype)
-    else:
-        model, dm = prepare_hamiltonian(config, log=quiet)
-    if trainer.is_global_zero:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        save_config(config, run_dir / ("config.yaml" if not resume else "config.resume.yaml"))
-        if not resume:
-            write_json(run_dir / "model_config.json", model.config)
-    task = HamiltonianTask(model, config.loss, config.optim, max_epochs=config.trainer.max_epochs,
-                           check_val_every=config.trainer.check_val_every)
-    with warnings.catch_warnings():  # the EMA copy is in eval mode on purpose
-        warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode.*")
-        trainer.fit(task, datamodule=dm, ckpt_path=str(last) if resume else None)
-    if trainer.is_global_zero:
-        finish_hamiltonian(config, run_dir, dm, quiet)
-    return run_dir
+        return model, HamiltonianDataModule(config.data, model.basis, dtype)
+
+    return fit(config, resume, log, setup, HamiltonianTask, finish_hamiltonian)
