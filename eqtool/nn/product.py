@@ -16,12 +16,15 @@ What it spans: every coupling ``((l1 l2) L12 l3 ...) -> L`` of MACE's basis with
 ``L12 <= lmax_hidden`` (default: the max ``l`` of ``A``). The difference is in the weights: MACE
 gives each symmetric coupling a free weight per element and channel; here a coupling's weight is
 the product of per-level weights (``w_next`` of the level-2 path times ``w_out`` of the level-3
-path), a factorised, lower-parameter form of the same expansion.
+path), a factorised, lower-parameter form of the same expansion. For ``correlation`` 2 the two
+coincide: one free weight per symmetric coupling, element and channel.
+
+Initialisation follows MACE's ``SymmetricContraction``: ``w1`` ~ N(0, 1) and every level weight
+~ N(0, 1) / (number of paths into the same output irrep).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import torch
@@ -50,6 +53,12 @@ def _sum_matrix(irs_paths: list[o3.Irrep], irs_out: list[o3.Irrep]) -> torch.Ten
     return s.T.contiguous()
 
 
+def _fan_in(irs_paths: list[o3.Irrep]) -> torch.Tensor:
+    """``[1, n_paths, 1]``: for every path, how many paths share its output irrep."""
+    counts = [sum(ir == other for other in irs_paths) for ir in irs_paths]
+    return torch.tensor(counts, dtype=torch.get_default_dtype()).view(1, -1, 1)
+
+
 class _Level(nn.Module):
     """One level ``nu >= 2``: ``TP(B_{nu-1}, A)`` and its weights to the output / next level."""
 
@@ -61,10 +70,11 @@ class _Level(nn.Module):
         self.irs_next = [] if last else [ir for ir in irs_hidden if ir in present]
         self.register_buffer("sum_out", _sum_matrix(self.tp.irs_out, list(irs_target)), persistent=False)
         n = self.tp.n_paths
-        self.w_out = nn.Parameter(torch.randn(num_elements, n, channels) / math.sqrt(n))
+        # MACE's init (SymmetricContraction): N(0, 1) / (number of couplings into the same output irrep)
+        self.w_out = nn.Parameter(torch.randn(num_elements, n, channels) / _fan_in(self.tp.irs_out))
         if not last:
             self.register_buffer("sum_next", _sum_matrix(self.tp.irs_out, self.irs_next), persistent=False)
-            self.w_next = nn.Parameter(torch.randn(num_elements, n, channels) / math.sqrt(n))
+            self.w_next = nn.Parameter(torch.randn(num_elements, n, channels) / _fan_in(self.tp.irs_out))
         self.last = last
 
     def forward(self, b, a, element_index):
