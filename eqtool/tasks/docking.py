@@ -35,8 +35,7 @@ from eqtool.models.docking.featurize import (
     select_pocket,
 )
 from eqtool.models.docking.loss import docking_loss
-from eqtool.tasks.ema import EMA
-from eqtool.tasks.potential import PotentialTask
+from eqtool.tasks.base import ModelTask
 
 __all__ = ["DockingTask", "DockingDataModule", "ComplexDataset", "complex_names", "read_complex",
            "evaluate_poses", "train_docking", "N_CONFORMERS", "CENTRE_NOISE"]
@@ -207,7 +206,7 @@ class DockingDataModule(L.LightningDataModule):
         return self._loader("test", False, self.cfg.val_batch_size or self.cfg.batch_size)
 
 
-class DockingTask(L.LightningModule):
+class DockingTask(ModelTask):
     """A docking model with EquiBind's loss, AdamW, LR schedule and EMA weights.
 
     Logs ``{split}/loss``, ``{split}/coordinates`` and ``{split}/keypoints`` (Å²), ``{split}/rmsd``
@@ -215,50 +214,18 @@ class DockingTask(L.LightningModule):
     """
 
     def __init__(self, model: torch.nn.Module, loss, optim, max_epochs: int = 100, check_val_every: int = 1):
-        super().__init__()
         if getattr(model, "kind", None) != "docking":
             raise EqtoolError(f"model {getattr(model, 'config', {}).get('name')!r} is not a docking model; "
                               "task 'docking' needs model.name: equibind", source="recipe")
-        self.model = model
-        self.loss_cfg, self.optim_cfg = loss, optim
-        self.max_epochs, self.check_val_every = int(max_epochs), int(check_val_every)
-        self.ema = EMA(model, optim.ema_decay) if optim.ema_decay is not None else None
-        self.save_hyperparameters({"model_config": dict(model.config)})
+        super().__init__(model, loss, optim, max_epochs, check_val_every)
 
-    configure_optimizers = PotentialTask.configure_optimizers
-    on_train_epoch_start = PotentialTask.on_train_epoch_start
-    eval_model = PotentialTask.eval_model
-
-    def _step(self, split: str, batch) -> torch.Tensor:
+    def _step(self, split: str, batch, batch_idx: int = 0) -> torch.Tensor:
         training = split == "train"
         out = (self.model if training else self.eval_model)(batch)
         cfg = self.loss_cfg
         loss, terms = docking_loss(out, batch, cfg.coordinates, cfg.keypoints, cfg.geometry)
-        b = int(batch["ligand_n_atoms"].shape[0])
-        self.log(f"{split}/loss", loss.detach(), batch_size=b, on_step=training, on_epoch=True,
-                 sync_dist=True, prog_bar=True)
-        for name, value in terms.items():
-            self.log(f"{split}/{name}", value, batch_size=b, on_step=False, on_epoch=True, sync_dist=True)
+        self._log_loss(split, loss, int(batch["ligand_n_atoms"].shape[0]), terms)
         return loss if training else loss.detach()
-
-    def forward(self, batch):
-        return self.eval_model(batch)
-
-    def training_step(self, batch, batch_idx):
-        return self._step("train", batch)
-
-    def validation_step(self, batch, batch_idx):
-        return self._step("val", batch)
-
-    def test_step(self, batch, batch_idx):
-        return self._step("test", batch)
-
-    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
-        if self.ema is not None:
-            self.ema.update(self.model)
-
-    def on_train_epoch_end(self) -> None:
-        self.log("lr", self.trainer.optimizers[0].param_groups[0]["lr"], sync_dist=True)
 
 
 def evaluate_poses(model, folder: Path, names: list[str], centre: str = "ligand", num_poses: int = 1,

@@ -24,8 +24,7 @@ from torch.utils.data import DataLoader, Dataset
 from eqtool.data import keys as K
 from eqtool.errors import EqtoolError
 from eqtool.models.generative.diffusion import diffusion_loss
-from eqtool.tasks.ema import EMA
-from eqtool.tasks.potential import PotentialTask
+from eqtool.tasks.base import ModelTask
 
 __all__ = ["GenerativeTask", "MoleculeDataModule", "MoleculeDataset", "MoleculeCollater",
            "prepare_generative", "finish_generative", "train_generative", "pack_smiles", "unpack_smiles",
@@ -126,7 +125,7 @@ class MoleculeDataModule(L.LightningDataModule):
         return self._loader("test", shuffle=False, batch_size=self.cfg.val_batch_size)
 
 
-class GenerativeTask(L.LightningModule):
+class GenerativeTask(ModelTask):
     """A diffusion model with EDM's simplified loss, AdamW, LR schedule and EMA weights.
 
     Logs ``{train,val,test}/loss`` and the per-coordinate errors ``…/loss_positions``,
@@ -137,24 +136,14 @@ class GenerativeTask(L.LightningModule):
         model: an :class:`~eqtool.models.generative.edm.EDM` (with ``.config``).
         loss: :class:`~eqtool.models.generative.config.GenerativeLossConfig`.
         optim: :class:`~eqtool.config.schema.OptimConfig`.
-        max_epochs, check_val_every: as :class:`~eqtool.tasks.potential.PotentialTask`.
+        max_epochs, check_val_every: as :class:`~eqtool.tasks.base.ModelTask`.
     """
 
     def __init__(self, model: torch.nn.Module, loss, optim, max_epochs: int = 100, check_val_every: int = 1):
-        super().__init__()
         if not hasattr(model, "encode") or not hasattr(model, "schedule"):
             raise EqtoolError(f"model {getattr(model, 'config', {}).get('name')!r} is not a diffusion model; "
                               "task 'generative' needs model.name: edm", source="recipe")
-        self.model = model
-        self.loss_cfg, self.optim_cfg = loss, optim
-        self.max_epochs, self.check_val_every = int(max_epochs), int(check_val_every)
-        self.ema = EMA(model, optim.ema_decay) if optim.ema_decay is not None else None
-        self.save_hyperparameters({"model_config": dict(model.config)})
-
-    # the same optimiser, warm-up and schedules as a potential
-    configure_optimizers = PotentialTask.configure_optimizers
-    on_train_epoch_start = PotentialTask.on_train_epoch_start
-    eval_model = PotentialTask.eval_model
+        super().__init__(model, loss, optim, max_epochs, check_val_every)
 
     def _step(self, split: str, batch, batch_idx: int) -> torch.Tensor:
         training = split == "train"
@@ -163,32 +152,9 @@ class GenerativeTask(L.LightningModule):
         if not training:
             gen = torch.Generator(device=batch[K.POSITIONS].device).manual_seed(int(batch_idx))
         loss, terms = diffusion_loss(model, batch, gen, self.loss_cfg.positions, self.loss_cfg.features)
-        b = int(batch[K.N_ATOMS].shape[0])
-        self.log(f"{split}/loss", loss.detach(), batch_size=b, on_step=training, on_epoch=True,
-                 sync_dist=True, prog_bar=True)
-        for name, value in terms.items():
-            self.log(f"{split}/loss_{name}", value, batch_size=b, on_step=False, on_epoch=True,
-                     sync_dist=True)
+        self._log_loss(split, loss, int(batch[K.N_ATOMS].shape[0]),
+                       {f"loss_{name}": value for name, value in terms.items()})
         return loss if training else loss.detach()
-
-    def forward(self, batch):
-        return self.eval_model(batch)
-
-    def training_step(self, batch, batch_idx):
-        return self._step("train", batch, batch_idx)
-
-    def validation_step(self, batch, batch_idx):
-        return self._step("val", batch, batch_idx)
-
-    def test_step(self, batch, batch_idx):
-        return self._step("test", batch, batch_idx)
-
-    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
-        if self.ema is not None:
-            self.ema.update(self.model)
-
-    def on_train_epoch_end(self) -> None:
-        self.log("lr", self.trainer.optimizers[0].param_groups[0]["lr"], sync_dist=True)
 
 
 # --------------------------------------------------------------------------- run setup

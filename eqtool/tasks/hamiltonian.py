@@ -26,8 +26,7 @@ from eqtool.data import keys as K
 from eqtool.data.batch import collate
 from eqtool.errors import EqtoolError
 from eqtool.nn.sparse_gate import SparsityScheduler
-from eqtool.tasks.ema import EMA
-from eqtool.tasks.potential import PotentialTask
+from eqtool.tasks.base import ModelTask
 
 __all__ = ["HamiltonianDataModule", "HamiltonianTask", "hamiltonian_loss", "ao_mask", "fit_reference",
            "prepare_hamiltonian", "finish_hamiltonian", "train_hamiltonian", "evaluate_hamiltonian"]
@@ -137,7 +136,7 @@ def hamiltonian_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tenso
     return cfg.mae * mae + cfg.mse * (diff * diff).mean(), mae
 
 
-class HamiltonianTask(L.LightningModule):
+class HamiltonianTask(ModelTask):
     """A Hamiltonian model with its loss, H MAE metrics, optimiser, schedules, EMA and sparsity schedule.
 
     Logs ``{split}/loss`` and ``{split}/h_mae``, ``…/h_mae_diag``, ``…/h_mae_offdiag`` (µHa, entry
@@ -147,38 +146,27 @@ class HamiltonianTask(L.LightningModule):
         model: e.g. :class:`~eqtool.models.hamiltonian.QHNet`.
         loss: :class:`~eqtool.models.hamiltonian.config.HamiltonianLossConfig`.
         optim: :class:`~eqtool.config.schema.OptimConfig`.
-        max_epochs, check_val_every: as :class:`~eqtool.tasks.potential.PotentialTask`.
+        max_epochs, check_val_every: as :class:`~eqtool.tasks.base.ModelTask`.
     """
 
     def __init__(self, model: torch.nn.Module, loss, optim, max_epochs: int = 100, check_val_every: int = 1):
-        super().__init__()
         if getattr(model, "kind", None) != "hamiltonian":
             raise EqtoolError(f"model {getattr(model, 'config', {}).get('name')!r} does not predict a "
                               "Hamiltonian; task 'hamiltonian' needs model.name: qhnet", source="recipe")
-        self.model = model
-        self.loss_cfg, self.optim_cfg = loss, optim
-        self.max_epochs, self.check_val_every = int(max_epochs), int(check_val_every)
-        self.ema = EMA(model, optim.ema_decay) if optim.ema_decay is not None else None
+        super().__init__(model, loss, optim, max_epochs, check_val_every)
         cfg = model.config
         self.sparsity_scheduler = SparsityScheduler(cfg.get("tp_random_steps", 0),
                                                     cfg.get("tp_adaptive_steps", 0))
         self._sums: dict[str, torch.Tensor] = {}
-        self.save_hyperparameters({"model_config": dict(cfg)})
 
-    configure_optimizers = PotentialTask.configure_optimizers
-    on_train_epoch_start = PotentialTask.on_train_epoch_start
-    eval_model = PotentialTask.eval_model
-
-    def _step(self, split: str, batch) -> torch.Tensor:
+    def _step(self, split: str, batch, batch_idx: int = 0) -> torch.Tensor:
         training = split == "train"
         model = self.model if training else self.eval_model
         pred = model(batch)[K.HAMILTONIAN]
         target = batch[K.HAMILTONIAN].to(pred.dtype)
         mask, on_site = ao_mask(model, batch)
         loss, mae = hamiltonian_loss(pred, target, mask, self.loss_cfg)
-        b = int(batch[K.N_ATOMS].shape[0])
-        self.log(f"{split}/loss", loss.detach(), batch_size=b, on_step=training, on_epoch=True,
-                 sync_dist=True, prog_bar=True)
+        self._log_loss(split, loss, int(batch[K.N_ATOMS].shape[0]))
         err = ((pred - target).abs() * mask).detach()
         for name, sel in (("", slice(None)), ("_diag", on_site), ("_offdiag", ~on_site)):
             s = self._sums.setdefault(f"{split}{name}",
@@ -187,7 +175,7 @@ class HamiltonianTask(L.LightningModule):
             s[1] += mask[sel].sum()
         return loss if training else loss.detach()
 
-    def _log_mae(self, split: str) -> None:
+    def _epoch_end(self, split: str) -> None:
         for name in ("", "_diag", "_offdiag"):
             s = self._sums.pop(f"{split}{name}", None)
             if s is None:
@@ -195,34 +183,8 @@ class HamiltonianTask(L.LightningModule):
             s = self.all_gather(s).reshape(-1, 2).sum(0) if self.trainer.world_size > 1 else s
             self.log(f"{split}/h_mae{name}", float(s[0] / s[1].clamp(min=1)) * UHA, sync_dist=False)
 
-    def forward(self, batch):
-        return self.eval_model(batch)
-
-    def training_step(self, batch, batch_idx):
-        return self._step("train", batch)
-
-    def validation_step(self, batch, batch_idx):
-        return self._step("val", batch)
-
-    def test_step(self, batch, batch_idx):
-        return self._step("test", batch)
-
     def on_train_batch_start(self, batch, batch_idx) -> None:
         self.sparsity_scheduler.apply(self.model, int(self.global_step))
-
-    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
-        if self.ema is not None:
-            self.ema.update(self.model)
-
-    def on_train_epoch_end(self) -> None:
-        self._log_mae("train")
-        self.log("lr", self.trainer.optimizers[0].param_groups[0]["lr"], sync_dist=True)
-
-    def on_validation_epoch_end(self) -> None:
-        self._log_mae("val")
-
-    def on_test_epoch_end(self) -> None:
-        self._log_mae("test")
 
 
 # --------------------------------------------------------------------------- run setup
