@@ -259,3 +259,33 @@ def test_make_split_is_per_molecule_and_disjoint():
     for key in ("train", "val", "test"):
         want = [i for i in s[key] if i < 20] + [i - 50 + 20 for i in s[key] if 50 <= i < 60]
         assert part[key] == sorted(want)
+
+
+# ------------------------------------------------------------------ eqtool predict with a Hamiltonian model
+def test_cli_predict_with_the_shipped_hamiltonian_model(tmp_path, capsys):
+    import ase.io
+    from ase.build import molecule
+    from conftest import assert_user_error, run
+
+    from eqtool.io.hdf5 import H5Dataset
+
+    ase.io.write(tmp_path / "water.xyz", molecule("H2O"))
+    out = tmp_path / "H.h5"
+    code, stdout, err = run(["predict", tmp_path / "water.xyz", "--model", "water-ethanol-svp", "--out", out,
+                             "--scf"], capsys)
+    assert code == 0, err
+    assert "SCF cycle ratio" in stdout and "HOMO" in stdout
+    ds = H5Dataset(out)
+    assert len(ds) == 1 and ds.attrs["basis"] == "def2-svp"
+    g = ds[0]
+    assert g.labels["hamiltonian"].shape == (9, 14, 14) and int(g.labels["n_ao"]) == 24
+    assert g.labels["homo"] < g.labels["lumo"]
+    assert int(g.labels["scf_cycles_guess"]) > 0
+    # an extxyz output, --shard, and a model that is neither potential nor Hamiltonian are user errors
+    assert_user_error(*run(["predict", tmp_path / "water.xyz", "--model", "water-ethanol-svp", "--out",
+                            tmp_path / "H.extxyz"], capsys), "HDF5")
+    assert_user_error(*run(["predict", tmp_path / "water.xyz", "--model", "water-ethanol-svp", "--out",
+                            tmp_path / "H2.h5", "--shard", "0/2"], capsys), "--shard")
+    assert_user_error(*run(["predict", tmp_path / "water.xyz", "--model", "dock-demo", "--out",
+                            tmp_path / "p.extxyz"], capsys), "docking model")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["H.h5", "water.xyz"]

@@ -1,4 +1,4 @@
-"""``eqtool predict``: energies, forces and stress of structures with a trained potential."""
+"""``eqtool predict``: energies, forces, stress with a potential; Fock matrices with a Hamiltonian model."""
 
 from __future__ import annotations
 
@@ -34,6 +34,9 @@ def predict(
                                      help="Predict shard I of N (0-based) into OUT.shard-I-of-N.extxyz with "
                                           "a manifest; reruns skip finished structures. Default inside a "
                                           "SLURM array job: the array task's shard."),
+    scf: bool = typer.Option(False, "--scf", help="Hamiltonian models: also run PySCF from the predicted "
+                             "density and from minao, and report SCF cycles."),
+    charge: int = typer.Option(0, "--charge", help="Hamiltonian models: total charge of every molecule."),
 ) -> None:
     """Predict energy (eV), forces (eV/Å), stress (eV/Å³, periodic) and write them with the structures.
 
@@ -41,16 +44,57 @@ def predict(
     --shard (or in a SLURM array job) results are appended per batch to the shard's output;
     `eqtool data merge` joins the shards (see docs/cluster.md).
 
+    With a Hamiltonian model (e.g. water-ethanol-svp) OUT is an .h5 file with the predicted Fock
+    matrix (PySCF AO order, Hartree), overlap, orbital energies and HOMO/LUMO/gap per molecule;
+    --scf runs PySCF B3LYP from the predicted density and reports the cycles against minao.
+
     Example: eqtool predict in.extxyz --model cu-emt --out predicted.extxyz
     """
+    from eqtool.errors import EqtoolError
     from eqtool.jobs.shard import resolve_shard
+    from eqtool.models.files import read_model_file
 
+    kind = _model_kind(read_model_file(model))
+    if kind == "hamiltonian":
+        if shard is not None:
+            raise EqtoolError("--shard is for potential models (relax/predict/md of structures)", "--shard")
+        if out.suffix.lower() not in (".h5", ".hdf5"):
+            raise EqtoolError("a Hamiltonian model writes an HDF5 file: give --out NAME.h5", str(out))
+        _predict_hamiltonian(inputs, model, out, device, dtype, scf, charge)
+        return
+    if kind != "potential":
+        raise EqtoolError(f"this is a {kind} model; eqtool predict needs a potential or a Hamiltonian "
+                          "model", source=str(model))
+    if scf:
+        raise EqtoolError("--scf is for Hamiltonian models", "--scf")
     part = resolve_shard(shard)
     if part is not None:
         from eqtool.jobs.run import check_shard_output
 
         check_shard_output(out)
     _predict_potential(inputs, model, out, batch_size, device, dtype, part)
+
+
+def _model_kind(payload: dict) -> str:
+    """``"potential"``, ``"hamiltonian"``, ``"docking"`` or ``"generative"`` of a model file's payload."""
+    from eqtool.models.registry import MODELS
+
+    builder = MODELS.get(payload["config"].get("name"))
+    return getattr(builder, "kind", "unknown")
+
+
+def _predict_hamiltonian(inputs: list[str], model: str, out: Path, device: str, dtype: str | None,
+                         scf: bool, charge: int) -> None:
+    from rich.console import Console
+
+    from eqtool.cli._predict_hamiltonian import predict_hamiltonian
+    from eqtool.io.atomic import _check_folder
+    from eqtool.models.files import load_model
+    from eqtool.tasks.inference import resolve_device
+
+    _check_folder(out)
+    net = load_model(model, device=resolve_device(device), dtype=dtype or "float64")
+    predict_hamiltonian(_read(inputs), net, out, scf, Console(), charge=charge)
 
 
 def _predict_potential(inputs: list[str], model: str, out: Path, batch_size: int, device: str,

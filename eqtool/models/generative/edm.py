@@ -50,6 +50,8 @@ class EDM(nn.Module):
             from the data by the training task); needed to sample without a fixed atom count.
     """
 
+    kind = "generative"
+
     def __init__(self, atom_types: Sequence[int] = (1, 6, 7, 8, 9), include_charges: bool = True,
                  num_features: int = 256, num_layers: int = 9, sublayers: int = 1, attention: bool = True,
                  tanh: bool = True, coords_range: float = 15.0, norm_constant: float = 1.0,
