@@ -71,7 +71,7 @@ def _load(spec, device: torch.device, dtype: torch.dtype) -> torch.nn.Module:
                           source="model")
     from eqtool.models.files import load_model
 
-    return load_model(spec, device=device, dtype=dtype)
+    return load_model(spec, device=device, dtype=dtype, kind="potential")
 
 
 class EqCalculator(Calculator):

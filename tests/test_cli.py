@@ -397,3 +397,24 @@ def test_no_cwd_litter(extxyz, tmp_path, capsys, monkeypatch):
     before = set(os.listdir(tmp_path))
     assert run(["data", "convert", extxyz, "x.h5"], capsys)[0] == 0
     assert set(os.listdir(tmp_path)) == before | {"x.h5"}
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["check", "--model", "water-ethanol-svp"], "Hamiltonian model, not a potential"),
+    (["relax", "{xyz}", "--model", "dock-demo", "--out", "{tmp}/r.extxyz"], "docking model, not a potential"),
+    (["md", "{xyz}", "--model", "qm9-edm", "--steps", "2", "--out", "{tmp}/m.h5"], "generative"),
+    (["predict", "{xyz}", "--model", "qm9-edm", "--out", "{tmp}/p.extxyz"], "generative"),
+    (["dock", "--receptor", "{pdb}", "--ligand", "CCO", "--out", "{tmp}/d.sdf", "--method", "model",
+      "--model", "cu-emt"], "not a docking model"),
+])
+def test_a_model_of_the_wrong_kind_is_one_line(tmp_path, capsys, argv, needle):
+    """Every command names the kind of model it got when it is not the kind it needs; nothing written."""
+    from ase.build import molecule
+    from conftest import run
+
+    xyz = tmp_path / "water.xyz"
+    molecule("H2O").write(xyz)
+    pdb = Path(__file__).resolve().parents[1] / "data" / "docking" / "1s3v" / "1s3v_protein.pdb"
+    code, out, err = run([a.format(xyz=xyz, pdb=pdb, tmp=tmp_path) for a in argv], capsys)
+    assert_user_error(code, out, err, needle)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["water.xyz"]

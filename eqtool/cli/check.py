@@ -53,7 +53,7 @@ def check(
 
     if dtype not in ("float32", "float64"):
         raise EqtoolError(f"dtype must be float32 or float64, got {dtype!r}", source="--dtype")
-    net = load_model(model, dtype=dtype)
+    net = load_model(model, dtype=dtype, kind="potential")
     if structures is not None:
         from eqtool.io import read_structures
 

@@ -136,7 +136,7 @@ def dock(
     if method != "vina":
         from eqtool.models.files import load_model
 
-        net = load_model(model)
+        net = load_model(model, kind="docking")
     if chatty:
         where = box if box is not None else "none (the model finds the pocket)"
         err.print(f"{len(ligands)} ligands, method {method}, box {where}", markup=False, highlight=False)

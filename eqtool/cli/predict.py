@@ -52,9 +52,9 @@ def predict(
     """
     from eqtool.errors import EqtoolError
     from eqtool.jobs.shard import resolve_shard
-    from eqtool.models.files import read_model_file
+    from eqtool.models.files import KINDS, model_kind, read_model_file
 
-    kind = _model_kind(read_model_file(model))
+    kind = model_kind(read_model_file(model))
     if kind == "hamiltonian":
         if shard is not None:
             raise EqtoolError("--shard is for potential models (relax/predict/md of structures)", "--shard")
@@ -63,8 +63,8 @@ def predict(
         _predict_hamiltonian(inputs, model, out, device, dtype, scf, charge)
         return
     if kind != "potential":
-        raise EqtoolError(f"this is a {kind} model; eqtool predict needs a potential or a Hamiltonian "
-                          "model", source=str(model))
+        raise EqtoolError(f"this is a {KINDS.get(kind, kind + ' model')}; eqtool predict needs a potential "
+                          "or a Hamiltonian model", source=str(model))
     if scf:
         raise EqtoolError("--scf is for Hamiltonian models", "--scf")
     part = resolve_shard(shard)
@@ -73,14 +73,6 @@ def predict(
 
         check_shard_output(out)
     _predict_potential(inputs, model, out, batch_size, device, dtype, part)
-
-
-def _model_kind(payload: dict) -> str:
-    """``"potential"``, ``"hamiltonian"``, ``"docking"`` or ``"generative"`` of a model file's payload."""
-    from eqtool.models.registry import MODELS
-
-    builder = MODELS.get(payload["config"].get("name"))
-    return getattr(builder, "kind", "unknown")
 
 
 def _predict_hamiltonian(inputs: list[str], model: str, out: Path, device: str, dtype: str | None,

@@ -24,8 +24,8 @@ import torch
 
 from eqtool.errors import EqtoolError
 
-__all__ = ["save_model", "load_model", "read_model_file", "model_from_payload", "shipped_models",
-           "FORMAT", "FORMAT_VERSION", "MIGRATIONS", "SHIPPED_DIR"]
+__all__ = ["save_model", "load_model", "read_model_file", "model_from_payload", "model_kind",
+           "shipped_models", "KINDS", "FORMAT", "FORMAT_VERSION", "MIGRATIONS", "SHIPPED_DIR"]
 
 FORMAT = "eqtool-model"
 FORMAT_VERSION = 1
@@ -146,8 +146,20 @@ def model_from_payload(payload: dict[str, Any], device="cpu", dtype: torch.dtype
     return model.to(device=device, dtype=dtype or saved).eval()
 
 
-def load_model(name_or_path: str | os.PathLike, device="cpu", dtype: torch.dtype | str | None = None
-               ) -> torch.nn.Module:
+KINDS = {"potential": "potential (energy, forces, stress)", "hamiltonian": "Hamiltonian model",
+         "docking": "docking model", "generative": "generative (diffusion) model"}
+
+
+def model_kind(payload: dict[str, Any]) -> str:
+    """What a model file's model does: ``"potential"``, ``"hamiltonian"``, ``"docking"``,
+    ``"generative"`` (the registry class's ``kind``), or ``"unknown"``."""
+    from eqtool.models.registry import MODELS
+
+    return getattr(MODELS.get(payload["config"].get("name")), "kind", "unknown")
+
+
+def load_model(name_or_path: str | os.PathLike, device="cpu", dtype: torch.dtype | str | None = None,
+               kind: str | None = None) -> torch.nn.Module:
     """Load a model file (or a shipped model by name, e.g. ``"cu-emt"``) in eval mode.
 
     Args:
@@ -155,15 +167,20 @@ def load_model(name_or_path: str | os.PathLike, device="cpu", dtype: torch.dtype
         device: where to put the model.
         dtype: ``torch.float32``/``torch.float64`` (or ``"float32"``/``"float64"``); default the
             dtype the weights were saved in.
+        kind: if given, the model must be of this kind (a key of :data:`KINDS`).
 
     Raises:
         EqtoolError: missing file, not a model file, unknown shipped name (lists the available
-            ones), a format_version without a migration, weights that do not fit the config.
+            ones), a format_version without a migration, weights that do not fit the config, a
+            model of another kind than ``kind``.
     """
     if isinstance(dtype, str):
         if dtype not in ("float32", "float64"):
             raise EqtoolError(f"dtype must be 'float32' or 'float64', got {dtype!r}", source="dtype")
         dtype = getattr(torch, dtype)
     payload = read_model_file(name_or_path)
+    if kind is not None and (actual := model_kind(payload)) != kind:
+        raise EqtoolError(f"this is a {KINDS.get(actual, actual + ' model')}, not a {KINDS.get(kind, kind)}",
+                          source=str(name_or_path))
     model = model_from_payload(payload, device=device, dtype=dtype, source=payload["path"])
     return model
