@@ -38,9 +38,10 @@ def predict(
                              "density and from minao, and report SCF cycles."),
     charge: int = typer.Option(0, "--charge", help="Hamiltonian models: total charge of every molecule."),
 ) -> None:
-    """Predict energy (eV), forces (eV/Å), stress (eV/Å³, periodic) and write them with the structures.
+    """Predict energy, forces, stress (potentials) or Fock matrices (Hamiltonian models) for structures.
 
-    Reference labels in the inputs are replaced in the output; their errors are printed. With
+    With a potential: energy (eV), forces (eV/Å) and stress (eV/Å³, periodic) are written with the
+    structures; reference labels in the inputs are replaced and their errors are printed. With
     --shard (or in a SLURM array job) results are appended per batch to the shard's output;
     `eqtool data merge` joins the shards (see docs/cluster.md).
 
