@@ -418,3 +418,16 @@ def test_a_model_of_the_wrong_kind_is_one_line(tmp_path, capsys, argv, needle):
     code, out, err = run([a.format(xyz=xyz, pdb=pdb, tmp=tmp_path) for a in argv], capsys)
     assert_user_error(code, out, err, needle)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["water.xyz"]
+
+
+def test_scalar_table_flattens_nested_metrics():
+    from rich.console import Console
+
+    from eqtool.cli.train import scalar_table
+
+    console = Console(record=True, width=120)
+    console.print(scalar_table({"n": 3, "molecules": {"water": {"h_mae": 82.3, "psi": 99.99}}, "ok": True,
+                                "units": {"h_mae": "µHa"}}, "t"))
+    text = console.export_text()
+    assert "molecules/water/h_mae" in text and "82.3" in text and "units: h_mae µHa" in text
+    assert "│ ok " not in text  # booleans are not numbers

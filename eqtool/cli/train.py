@@ -62,7 +62,7 @@ def train(
 
 
 def scalar_table(metrics: dict, title: str):
-    """A two-column rich table of the numbers in ``metrics`` (one nesting level as ``outer/inner``).
+    """A two-column rich table of the numbers in ``metrics``, nested keys joined as ``outer/inner``.
 
     For tasks whose metrics are not energy/forces/stress (docking, Hamiltonians).
     """
@@ -71,11 +71,18 @@ def scalar_table(metrics: dict, title: str):
     table = Table(title=title)
     table.add_column("quantity")
     table.add_column("value", justify="right")
-    for key, value in metrics.items():
-        items = value.items() if isinstance(value, dict) else [("", value)]
-        for sub, v in items:
-            if isinstance(v, (int, float)) and not isinstance(v, bool):
-                table.add_row(f"{key}/{sub}" if sub else key, f"{v:.4g}")
-    if "units" in metrics and isinstance(metrics["units"], str):
-        table.caption = f"lengths in {metrics['units']}"
+
+    def rows(prefix: str, value) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                rows(f"{prefix}/{k}" if prefix else str(k), v)
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            table.add_row(prefix, f"{value:.4g}")
+
+    rows("", {k: v for k, v in metrics.items() if k != "units"})
+    units = metrics.get("units")
+    if isinstance(units, str):
+        table.caption = f"lengths in {units}"
+    elif isinstance(units, dict):
+        table.caption = "units: " + ", ".join(f"{k} {v}" for k, v in units.items())
     return table
