@@ -104,16 +104,11 @@ def dock(
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from eqtool.dock import METHODS, check_box_has_receptor, dock_ligands, prepare_receptor, read_ligands
-    from eqtool.dock.pipeline import write_failures, write_poses
+    from eqtool.dock import check_box_has_receptor, dock_ligands, prepare_receptor, read_ligands
+    from eqtool.dock.pipeline import check_dock_options, write_failures, write_poses
 
     # every check before any work, so bad input leaves nothing behind
-    if method not in METHODS:
-        raise EqtoolError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}", source="--method")
-    if num_poses < 1:
-        raise EqtoolError(f"must be >= 1, got {num_poses}", source="--num-poses")
-    if exhaustiveness < 1:
-        raise EqtoolError(f"must be >= 1, got {exhaustiveness}", source="--exhaustiveness")
+    check_dock_options(method, num_poses, exhaustiveness)
     failures = failures if failures is not None else out.with_suffix(".failures.tsv")
     _check_out(out, "--out")
     _check_out(failures, "--failures")

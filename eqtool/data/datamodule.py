@@ -27,8 +27,8 @@ from eqtool.data.graph import AtomGraph
 from eqtool.errors import EqtoolError
 from eqtool.tasks.losses import STRESS_MASK
 
-__all__ = ["open_structures", "resolve_splits", "GraphDataset", "Collater", "PotentialDataModule",
-           "SPLITS"]
+__all__ = ["open_structures", "open_splits", "resolve_splits", "GraphDataset", "Collater",
+           "PotentialDataModule", "SPLITS"]
 
 SPLITS = ("train", "val", "test")
 H5_SUFFIXES = (".h5", ".hdf5")
@@ -47,6 +47,30 @@ def open_structures(path: str | os.PathLike, indices: Sequence[int] | None = Non
 
     graphs = read_structures(str(path))
     return graphs if indices is None else [graphs[int(i)] for i in indices]
+
+
+def open_splits(cfg, check=None) -> tuple[dict[str, np.ndarray], dict[str, Sequence[AtomGraph]]]:
+    """The train/val/test frame indices of the dataset ``cfg.path`` and each split's graphs.
+
+    Args:
+        cfg: a :class:`~eqtool.config.schema.DataConfig` (``path``, ``split`` and fractions).
+        check: called with the whole dataset before splitting (e.g. to check file attributes).
+
+    Returns:
+        ``(splits, parts)``: index arrays and graph sequences (lazy for HDF5) per split name.
+
+    Raises:
+        EqtoolError: missing or empty dataset, bad split file.
+    """
+    full = open_structures(cfg.path)
+    if len(full) == 0:
+        raise EqtoolError("dataset has no frames", source=str(cfg.path))
+    if check is not None:
+        check(full)
+    splits = resolve_splits(cfg, len(full))
+    parts = {name: [full[int(i)] for i in idx] if isinstance(full, list) else
+             open_structures(cfg.path, indices=idx) for name, idx in splits.items()}
+    return splits, parts
 
 
 def _read_split(path: Path, n: int) -> dict[str, np.ndarray]:
@@ -161,17 +185,8 @@ class PotentialDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.datasets:
             return
-        full = open_structures(self.cfg.path)
-        n = len(full)
-        if n == 0:
-            raise EqtoolError("dataset has no frames", source=str(self.cfg.path))
-        self.splits = resolve_splits(self.cfg, n)
-        for name, idx in self.splits.items():
-            if isinstance(full, list):
-                subset = [full[int(i)] for i in idx]
-            else:
-                subset = open_structures(self.cfg.path, indices=idx)
-            self.datasets[name] = GraphDataset(subset, self.cutoff)
+        self.splits, parts = open_splits(self.cfg)
+        self.datasets = {name: GraphDataset(graphs, self.cutoff) for name, graphs in parts.items()}
 
     def loader(self, name: str, shuffle: bool = False, batch_size: int | None = None) -> DataLoader:
         """DataLoader over split ``name`` (``"train"``, ``"val"``, ``"test"``)."""

@@ -21,7 +21,8 @@ from eqtool.dock.ligands import Ligand, prepare_ligand
 from eqtool.dock.receptor import Receptor
 from eqtool.errors import EqtoolError
 
-__all__ = ["METHODS", "DockResult", "dock_ligands", "write_poses", "write_failures", "load_model_poses_fn"]
+__all__ = ["METHODS", "DockResult", "check_dock_options", "dock_ligands", "write_poses", "write_failures",
+           "load_model_poses_fn"]
 
 METHODS = ("vina", "model", "model+vina")
 
@@ -115,6 +116,16 @@ def _dock_one(ligand: Ligand, receptor: Receptor, box: Box | None, method: str, 
     return poses[:num_poses]
 
 
+def check_dock_options(method: str, num_poses: int, exhaustiveness: int) -> None:
+    """EqtoolError for an unknown method or a pose count / Vina effort below 1."""
+    if method not in METHODS:
+        raise EqtoolError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}", source="--method")
+    if num_poses < 1:
+        raise EqtoolError(f"must be >= 1, got {num_poses}", source="--num-poses")
+    if exhaustiveness < 1:
+        raise EqtoolError(f"must be >= 1, got {exhaustiveness}", source="--exhaustiveness")
+
+
 def dock_ligands(receptor: Receptor, ligands: Sequence[Ligand], box: Box | None, method: str = "vina", *,
                  num_poses: int = 9, seed: int = 0, exhaustiveness: int = 8, cpu: int = 0, model=None,
                  model_poses_fn: ModelPosesFn | None = None, new_conformer: bool = False,
@@ -142,12 +153,7 @@ def dock_ligands(receptor: Receptor, ligands: Sequence[Ligand], box: Box | None,
         EqtoolError: only for problems of the whole run: unknown method, no box for ``vina``, an empty
             box, no model for a model method.
     """
-    if method not in METHODS:
-        raise EqtoolError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}", source="--method")
-    if num_poses < 1:
-        raise EqtoolError(f"must be >= 1, got {num_poses}", source="--num-poses")
-    if exhaustiveness < 1:
-        raise EqtoolError(f"must be >= 1, got {exhaustiveness}", source="--exhaustiveness")
+    check_dock_options(method, num_poses, exhaustiveness)
     if method == "vina" and box is None:
         raise EqtoolError("Vina needs a search box: give --box-from, --center with --size, or --blind",
                           source="--method vina")

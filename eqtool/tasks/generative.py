@@ -95,18 +95,10 @@ class MoleculeDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.datasets:
             return
-        from eqtool.data.datamodule import open_structures, resolve_splits  # (import cycle via tasks)
+        from eqtool.data.datamodule import open_splits  # (import cycle via tasks)
 
-        full = open_structures(self.cfg.path)
-        if len(full) == 0:
-            raise EqtoolError("dataset has no frames", source=str(self.cfg.path))
-        self.splits = resolve_splits(self.cfg, len(full))
-        for name, idx in self.splits.items():
-            if isinstance(full, list):
-                graphs = [full[int(i)] for i in idx]
-            else:
-                graphs = open_structures(self.cfg.path, indices=idx)
-            self.datasets[name] = MoleculeDataset(graphs)
+        self.splits, parts = open_splits(self.cfg)
+        self.datasets = {name: MoleculeDataset(graphs) for name, graphs in parts.items()}
 
     def _loader(self, name: str, shuffle: bool, batch_size: int | None = None) -> DataLoader:
         self.setup()

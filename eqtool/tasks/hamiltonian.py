@@ -79,11 +79,12 @@ class HamiltonianDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.datasets:
             return
-        from eqtool.data.datamodule import open_structures, resolve_splits
+        from eqtool.data.datamodule import open_splits
 
-        full = open_structures(self.cfg.path)
-        if len(full) == 0:
-            raise EqtoolError("dataset has no frames", source=str(self.cfg.path))
+        self.splits, parts = open_splits(self.cfg, check=self._check_basis)
+        self.datasets = {name: _Graphs(graphs) for name, graphs in parts.items()}
+
+    def _check_basis(self, full) -> None:
         file_basis = getattr(full, "attrs", {}).get("basis")
         if file_basis is None:
             raise EqtoolError("dataset has no 'basis' attribute; a Hamiltonian dataset must record its AO "
@@ -91,11 +92,6 @@ class HamiltonianDataModule(L.LightningDataModule):
         if str(file_basis).lower() != self.basis.lower():
             raise EqtoolError(f"dataset basis {file_basis!r} differs from the model's {self.basis!r}",
                               source=str(self.cfg.path))
-        self.splits = resolve_splits(self.cfg, len(full))
-        for name, idx in self.splits.items():
-            graphs = [full[int(i)] for i in idx] if isinstance(full, list) else \
-                open_structures(self.cfg.path, indices=idx)
-            self.datasets[name] = _Graphs(graphs)
 
     def loader(self, name: str, shuffle: bool = False, batch_size: int | None = None,
                keys: Sequence[str] = (K.HAMILTONIAN,)) -> DataLoader:
