@@ -6,7 +6,7 @@
 #   tests/cluster/slurm_local.sh status   show what runs and who started it
 #
 # No systemd: munged, slurmctld and slurmd run as plain daemons. The node is `hostname -s` at
-# 127.0.0.1 with CPUs = nproc; select/cons_tres, proctrack/linuxproc, no accounting database
+# 127.0.0.1 with CPUs = nproc (OMP_* variables ignored); select/cons_tres, proctrack/linuxproc, no accounting database
 # (use `scontrol show job` or `sbatch --wait`, not sacct). The generated /etc/slurm/slurm.conf
 # starts with a marker line; a slurm.conf without it is never overwritten.
 # Exit codes: 0 up/down/status fine, 1 failure, 3 cannot run here (not root and SLURM missing or down).
@@ -50,7 +50,9 @@ write_conf() {
     return 0
   fi
   local cpus mem
-  cpus=$(nproc)
+  # GNU nproc honours OMP_NUM_THREADS / OMP_THREAD_LIMIT (the test runner sets OMP_NUM_THREADS=1):
+  # without unsetting them the node would have 1 CPU and `srun -n 2` would wait forever
+  cpus=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)
   mem=$(( $(awk '/MemTotal/ {print int($2 / 1024)}' /proc/meminfo) * 9 / 10 ))
   mkdir -p /etc/slurm /var/lib/slurm/slurmctld /var/lib/slurm/slurmd /var/log/slurm
   cat >"$CONF.tmp" <<EOF

@@ -150,8 +150,11 @@ def test_srun_ddp_equals_one_process_with_doubled_batch(tmp_path):
     (tmp_path / "tiny.split.json").write_text(json.dumps({"train": list(range(8)), "val": [8, 9]}))
     (tmp_path / "tiny.yaml").write_text(TINY_RECIPE)
 
+    cpus = subprocess.run(["sinfo", "-h", "-N", "-o", "%c"], capture_output=True, text=True).stdout.split()
+    assert cpus and int(cpus[0]) >= 2, f"the SLURM node has {cpus} CPUs; srun -n 2 needs 2"
+    # --immediate: a job that cannot start (too few CPUs, node down) fails in 120 s instead of waiting
     ddp = eqtool("train", "tiny.yaml", "--devices", "2", "--strategy", "ddp", "--run-dir", "ddp",
-                 cwd=tmp_path, prefix=("srun", "-n", "2"))
+                 cwd=tmp_path, prefix=("srun", "--immediate=120", "-n", "2"))
     assert ddp.returncode == 0, ddp.stderr[-3000:]
     one = eqtool("train", "tiny.yaml", "--set", "data.batch_size=8", "--run-dir", "one", cwd=tmp_path)
     assert one.returncode == 0, one.stderr[-3000:]
