@@ -274,6 +274,36 @@ def model_from_last(last: Path, dtype: torch.dtype) -> torch.nn.Module:
     return build_model(**saved["hyper_parameters"]["model_config"]).to(dtype)
 
 
+def init_from(config, model, log=print):
+    """The model of ``config.model.init_from`` (a model file or shipped name) in ``model``'s dtype, for
+    fine-tuning: same registry name as the recipe, and every key the recipe sets in ``model.kwargs``
+    equal to the file's (others come from the file).
+
+    Raises:
+        EqtoolError: another model name, disagreeing kwargs, or an unreadable file (naming it).
+    """
+    from eqtool.models.files import model_from_payload, read_model_file
+
+    payload = read_model_file(config.model.init_from)
+    source = payload["path"]
+    name = payload["config"].get("name")
+    if name != config.model.name:
+        raise EqtoolError(f"model.init_from is a {name!r} model; the recipe trains {config.model.name!r}",
+                          source=source)
+    new = model_from_payload(payload, dtype=next(model.parameters()).dtype, source=source)
+
+    def plain(value):
+        return json.loads(json.dumps(value, default=str))
+
+    differ = sorted(k for k in config.model.kwargs
+                    if plain(config.model.kwargs[k]) != plain(new.config.get(k, model.config.get(k))))
+    if differ:
+        raise EqtoolError(f"model.kwargs {', '.join(differ)} differ from the model in model.init_from; "
+                          "make them equal or leave them out", source=source)
+    log(f"model: weights, architecture and fitted statistics from {source} (model.init_from)")
+    return new.train()
+
+
 def fit(config, resume: bool, log, setup, task_cls, finish) -> Path:
     """The training skeleton every task shares; return the run folder.
 
@@ -297,6 +327,8 @@ def fit(config, resume: bool, log, setup, task_cls, finish) -> Path:
     trainer = _trainer(config, run_dir)
     quiet = (lambda *a, **k: None) if not trainer.is_global_zero else log
     model, dm = setup(last if resume else None, quiet)
+    if not resume and config.model.init_from:
+        model = init_from(config, model, quiet)
     if trainer.is_global_zero:
         run_dir.mkdir(parents=True, exist_ok=True)
         save_config(config, run_dir / ("config.yaml" if not resume else "config.resume.yaml"))

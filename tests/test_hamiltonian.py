@@ -5,6 +5,7 @@ Targets that are exactly equivariant come from PySCF directly: the overlap ``int
 core Hamiltonian ``int1e_kin + int1e_nuc`` (needs ``pyscf``, the ``dft`` extra).
 """
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from e3nn import o3
 from eqtool.data import keys as K
 from eqtool.data.batch import collate
 from eqtool.data.graph import AtomGraph
+from eqtool.dft.basis import blocks_from_matrix
 from eqtool.errors import EqtoolError
 from eqtool.models.hamiltonian.basis import MAX_AO, ao_count, ao_rotation, change_of_basis
 from eqtool.models.hamiltonian.qhnet import QHNet
@@ -346,6 +348,89 @@ def test_loss_ignores_padding():
     target[0, 0, 0] = 24.0**2 * 1e-3
     loss, mae = hamiltonian_loss(pred, target, mask, HamiltonianLossConfig(mae=1.0, mse=0.0))
     assert abs(float(mae) - 1e-3) < 1e-15 and abs(float(loss) - 1e-3) < 1e-15
+
+
+def test_orthogonal_mae_is_the_error_orbitals_see():
+    """S^-1/2 ΔH S^-1/2 against scipy, for two molecules in one batch; its eigenvalue bound holds."""
+    import scipy.linalg
+
+    from eqtool.dft.h5 import hamiltonian_graph
+    from eqtool.tasks.hamiltonian import orthogonal_mae
+
+    rng = np.random.default_rng(0)
+    graphs, mats = [], []
+    for formula, seed in (("H2O", 1), ("CH3CH2OH", 2)):
+        atoms = _rattled(formula, seed, scale=0.05)
+        mol = _pyscf_mol(atoms.numbers, atoms.positions)
+        H, S = mol.intor("int1e_kin") + mol.intor("int1e_nuc"), mol.intor("int1e_ovlp")
+        dH = rng.normal(scale=1e-3, size=H.shape)
+        dH = dH + dH.T
+        graphs.append(hamiltonian_graph(atoms.numbers, atoms.positions, H + dH, S, np.zeros(72), 5, 72))
+        mats.append((H, S, dH))
+    batch = collate(graphs, dtype=torch.float64, label_keys=(K.HAMILTONIAN, K.OVERLAP))
+    zero = torch.zeros_like(batch[K.HAMILTONIAN])
+    assert float(orthogonal_mae(zero, batch[K.OVERLAP], batch[K.ATOMIC_NUMBERS], batch[K.N_ATOMS])) == 0.0
+    blocks = [blocks_from_matrix(dH, g.atomic_numbers) for g, (_, _, dH) in zip(graphs, mats, strict=True)]
+    diff = torch.as_tensor(np.concatenate(blocks)).requires_grad_()
+    got = orthogonal_mae(diff, batch[K.OVERLAP], batch[K.ATOMIC_NUMBERS], batch[K.N_ATOMS])
+    want = []
+    for H, S, dH in mats:
+        X = scipy.linalg.fractional_matrix_power(S, -0.5).real
+        want.append(np.abs(X @ dH @ X).mean())
+        # eigenvalue shifts are bounded by the orthogonal-basis error (Weyl), not by the AO-basis one
+        eps = [scipy.linalg.eigh(h, S, eigvals_only=True) for h in (H + dH, H)]
+        shift = np.abs(eps[0] - eps[1])
+        assert shift.max() <= np.linalg.norm(X @ dH @ X, 2) + 1e-12
+    assert abs(float(got.detach()) - np.mean(want)) < 1e-10
+    got.backward()
+    assert diff.grad is not None and torch.isfinite(diff.grad).all()
+
+
+def test_train_with_orthogonal_loss_logs_it(tmp_path):
+    import csv
+
+    from eqtool.models.hamiltonian.config import HamiltonianLossConfig
+    from eqtool.train import train
+
+    data = tmp_path / "h.h5"
+    _write_dataset(data, n_water=4, n_ethanol=2)
+    cfg = _recipe(tmp_path, data, max_epochs=1)
+    cfg = dataclasses.replace(cfg, loss=HamiltonianLossConfig(orth=0.5))
+    run = train(cfg, log=lambda *a: None)
+    rows = list(csv.DictReader(open(next((run / "logs").rglob("metrics.csv")))))
+    orth = [float(r["val/h_mae_orth"]) for r in rows if r.get("val/h_mae_orth")]
+    assert orth and all(np.isfinite(orth)) and min(orth) > 0
+
+
+def test_init_from_a_model_file_fine_tunes(tmp_path):
+    """model.init_from starts from the file's weights (lr 1e-30: the export equals the file); a recipe
+    whose kwargs disagree with the file, or another model name, is refused naming the file."""
+    from eqtool.config.schema import ModelConfig, OptimConfig
+    from eqtool.models.files import read_model_file
+    from eqtool.train import train
+
+    data = tmp_path / "h.h5"
+    _write_dataset(data, n_water=4, n_ethanol=2)
+    first = train(_recipe(tmp_path, data, max_epochs=1), log=lambda *a: None)
+    base = _recipe(tmp_path, data, max_epochs=1)
+    kwargs = dict(base.model.kwargs)
+    file = str(first / "model.pt")
+    tuned = dataclasses.replace(base, run_dir=str(tmp_path / "tuned"),
+                                optim=OptimConfig(lr=1e-30, min_lr=0.0, scheduler="none"),
+                                model=ModelConfig(name="qhnet", kwargs=kwargs, init_from=file))
+    run = train(tuned, log=lambda *a: None)
+    a = read_model_file(first / "model.pt")["state_dict"]
+    b = read_model_file(run / "model.pt")["state_dict"]
+    assert a.keys() == b.keys()
+    floats = [k for k in a if a[k].is_floating_point() and a[k].numel()]
+    assert max(float((a[k].double() - b[k].double()).abs().max()) for k in floats) < 1e-20
+
+    for model, match in ((ModelConfig(name="qhnet", kwargs={**kwargs, "channels": 16}, init_from=file),
+                          "model.kwargs channels differ"),
+                         (ModelConfig(name="qhnet", kwargs=kwargs, init_from="cu-emt"), "is a 'mace' model")):
+        bad = dataclasses.replace(base, run_dir=str(tmp_path / "bad"), model=model)
+        with pytest.raises(EqtoolError, match=match):
+            train(bad, log=lambda *a: None)
 
 
 # ---------------------------------------------------------------------------- the shipped model

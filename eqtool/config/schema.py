@@ -90,6 +90,9 @@ class ModelConfig:
         avg_num_neighbors: ``"auto"`` (from the training split) or a number.
         scale: ``"auto"`` (force RMS of the training split) or a number, eV.
         shift: ``"auto"`` (mean per-atom energy after E0s) or a number, eV/atom.
+        init_from: a model file or shipped model name whose weights start a fresh run (fine-tuning):
+            the model is built from that file -- architecture and fitted statistics included -- and
+            ``kwargs`` given here must agree with it. Ignored by ``--resume``.
     """
 
     name: str
@@ -98,6 +101,7 @@ class ModelConfig:
     avg_num_neighbors: str | float = "auto"
     scale: str | float = "auto"
     shift: str | float = "auto"
+    init_from: str | None = None
 
     def __post_init__(self):
         if isinstance(self.e0s, str):

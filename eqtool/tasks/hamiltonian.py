@@ -5,7 +5,9 @@
 * :class:`HamiltonianTask` -- QHNet's loss ``w_mae MAE(H) + w_mse MSE(H)`` over the real AO matrix
   elements (padding excluded), AdamW + the schedules and EMA of
   :class:`~eqtool.tasks.potential.PotentialTask`, H MAE (µHa; all, on-site, off-site blocks)
-  logged as ``{train,val,test}/h_mae…``; drives SPHNet's :class:`~eqtool.nn.sparse_gate.SparsityScheduler`.
+  logged as ``{train,val,test}/h_mae…``; optionally (``loss.orth``) the error in the
+  Löwdin-orthogonalised basis (:func:`orthogonal_mae`, logged as ``…/h_mae_orth``); drives SPHNet's
+  :class:`~eqtool.nn.sparse_gate.SparsityScheduler`.
 * :func:`fit_reference` fits the per-element mean on-site blocks and the output scale the model
   stores; :func:`finish_hamiltonian` exports ``model.pt`` (EMA weights of the last checkpoint, TP
   gates frozen) and writes ``test_metrics.json`` (QH9 metrics per molecule, :mod:`eqtool.dft.metrics`).
@@ -28,8 +30,9 @@ from eqtool.errors import EqtoolError
 from eqtool.nn.sparse_gate import SparsityScheduler
 from eqtool.tasks.base import ModelTask
 
-__all__ = ["HamiltonianDataModule", "HamiltonianTask", "hamiltonian_loss", "ao_mask", "fit_reference",
-           "prepare_hamiltonian", "finish_hamiltonian", "train_hamiltonian", "evaluate_hamiltonian"]
+__all__ = ["HamiltonianDataModule", "HamiltonianTask", "hamiltonian_loss", "orthogonal_mae", "ao_mask",
+           "fit_reference", "prepare_hamiltonian", "finish_hamiltonian", "train_hamiltonian",
+           "evaluate_hamiltonian"]
 
 UHA = 1e6  # Hartree -> µHa
 
@@ -68,11 +71,13 @@ class HamiltonianDataModule(L.LightningDataModule):
         cfg: a :class:`~eqtool.config.schema.DataConfig`.
         basis: the model's basis; an ``.h5`` whose ``basis`` attribute differs raises :class:`EqtoolError`.
         dtype: float dtype of the batches.
+        keys: the labels the batches carry (``overlap`` too for ``loss.orth``).
     """
 
-    def __init__(self, cfg, basis: str, dtype: torch.dtype = torch.float64):
+    def __init__(self, cfg, basis: str, dtype: torch.dtype = torch.float64,
+                 keys: Sequence[str] = (K.HAMILTONIAN,)):
         super().__init__()
-        self.cfg, self.basis, self.dtype = cfg, basis, dtype
+        self.cfg, self.basis, self.dtype, self.keys = cfg, basis, dtype, tuple(keys)
         self.datasets: dict[str, _Graphs] = {}
         self.splits: dict[str, np.ndarray] = {}
 
@@ -94,11 +99,11 @@ class HamiltonianDataModule(L.LightningDataModule):
                               source=str(self.cfg.path))
 
     def loader(self, name: str, shuffle: bool = False, batch_size: int | None = None,
-               keys: Sequence[str] = (K.HAMILTONIAN,)) -> DataLoader:
+               keys: Sequence[str] | None = None) -> DataLoader:
         self.setup()
         workers = self.cfg.num_workers
         return DataLoader(self.datasets[name], batch_size=batch_size or self.cfg.batch_size, shuffle=shuffle,
-                          collate_fn=_Collate(self.dtype, keys), num_workers=workers,
+                          collate_fn=_Collate(self.dtype, keys or self.keys), num_workers=workers,
                           persistent_workers=workers > 0, drop_last=False)
 
     def train_dataloader(self) -> DataLoader:
@@ -132,6 +137,32 @@ def hamiltonian_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tenso
     return cfg.mae * mae + cfg.mse * (diff * diff).mean(), mae
 
 
+def orthogonal_mae(diff: torch.Tensor, overlap: torch.Tensor, atomic_numbers: torch.Tensor,
+                   n_atoms: torch.Tensor, eig_clamp: float = 1e-8) -> torch.Tensor:
+    """Mean over molecules of the mean ``|S^-1/2 ΔH S^-1/2|`` (Hartree): the H error as the orbital
+    energies and coefficients see it (Löwdin orthogonalisation; :mod:`eqtool.dft.eigen` clamps the
+    same way).
+
+    Args:
+        diff: ``[Q, 14, 14]`` predicted minus reference pair blocks of a batch (all pairs per molecule,
+            row-major), differentiable.
+        overlap: ``[Q, 14, 14]`` overlap pair blocks (no gradient).
+        atomic_numbers: ``[N]``; n_atoms: ``[B]``.
+    """
+    from eqtool.dft.basis import matrix_from_blocks
+
+    out, pair0, atom0 = [], 0, 0
+    for n in n_atoms.tolist():
+        zs = atomic_numbers[atom0: atom0 + n].cpu().numpy()
+        dH = matrix_from_blocks(diff[pair0: pair0 + n * n], zs)
+        S = matrix_from_blocks(overlap[pair0: pair0 + n * n].detach(), zs).double()
+        w, U = torch.linalg.eigh(S)
+        X = ((U * w.clamp(min=eig_clamp).rsqrt()) @ U.T).to(dH.dtype)
+        out.append((X @ dH @ X).abs().mean())
+        pair0, atom0 = pair0 + n * n, atom0 + n
+    return torch.stack(out).mean()
+
+
 class HamiltonianTask(ModelTask):
     """A Hamiltonian model with its loss, H MAE metrics, optimiser, schedules, EMA and sparsity schedule.
 
@@ -162,17 +193,26 @@ class HamiltonianTask(ModelTask):
         target = batch[K.HAMILTONIAN].to(pred.dtype)
         mask, on_site = ao_mask(model, batch)
         loss, mae = hamiltonian_loss(pred, target, mask, self.loss_cfg)
+        if self.loss_cfg.orth > 0:
+            if K.OVERLAP not in batch:
+                raise EqtoolError("loss.orth needs 'overlap' labels in the dataset", source="recipe")
+            orth = orthogonal_mae(pred - target, batch[K.OVERLAP], batch[K.ATOMIC_NUMBERS], batch[K.N_ATOMS])
+            loss = loss + self.loss_cfg.orth * orth
+            self._add(f"{split}_orth", orth.detach() * int(batch[K.N_ATOMS].shape[0]),
+                      int(batch[K.N_ATOMS].shape[0]))
         self._log_loss(split, loss, int(batch[K.N_ATOMS].shape[0]))
         err = ((pred - target).abs() * mask).detach()
         for name, sel in (("", slice(None)), ("_diag", on_site), ("_offdiag", ~on_site)):
-            s = self._sums.setdefault(f"{split}{name}",
-                                      torch.zeros(2, dtype=torch.float64, device=pred.device))
-            s[0] += err[sel].sum().double()
-            s[1] += mask[sel].sum()
+            self._add(f"{split}{name}", err[sel].sum(), mask[sel].sum())
         return loss if training else loss.detach()
 
+    def _add(self, key: str, total, count) -> None:
+        s = self._sums.setdefault(key, torch.zeros(2, dtype=torch.float64, device=self.device))
+        s[0] += torch.as_tensor(total).double()
+        s[1] += count
+
     def _epoch_end(self, split: str) -> None:
-        for name in ("", "_diag", "_offdiag"):
+        for name in ("", "_diag", "_offdiag", "_orth"):
             s = self._sums.pop(f"{split}{name}", None)
             if s is None:
                 continue
@@ -240,6 +280,10 @@ def fit_reference(model, graphs, max_systems: int = 500) -> dict[str, float]:
     return {"scale": scale, "n_systems": len(used)}
 
 
+def _label_keys(cfg) -> tuple[str, ...]:
+    return (K.HAMILTONIAN, K.OVERLAP) if cfg.loss.orth > 0 else (K.HAMILTONIAN,)
+
+
 def prepare_hamiltonian(cfg, log=print):
     """Build ``cfg.model`` (elements from ``model.kwargs`` or the training split) with its reference
     fitted on the training split. Returns ``(model, datamodule)``."""
@@ -253,7 +297,7 @@ def prepare_hamiltonian(cfg, log=print):
     basis = cfg.model.kwargs.get("basis", defaults["basis"])
     from eqtool.models.hamiltonian.basis import check_basis
 
-    dm = HamiltonianDataModule(cfg.data, check_basis(basis), dtype)
+    dm = HamiltonianDataModule(cfg.data, check_basis(basis), dtype, keys=_label_keys(cfg))
     dm.setup()
     train = dm.datasets["train"].graphs
     model = build_model(cfg.model.name, **cfg.model.kwargs).to(torch.float64)
@@ -345,6 +389,6 @@ def train_hamiltonian(config, resume: bool = False, log=print) -> Path:
             return prepare_hamiltonian(config, log=log)
         dtype = getattr(torch, config.trainer.dtype)
         model = model_from_last(last, dtype)
-        return model, HamiltonianDataModule(config.data, model.basis, dtype)
+        return model, HamiltonianDataModule(config.data, model.basis, dtype, keys=_label_keys(config))
 
     return fit(config, resume, log, setup, HamiltonianTask, finish_hamiltonian)
