@@ -387,6 +387,17 @@ def test_split_indices_properties():
             assert parts == split_indices(n, val, test, seed=1)
 
 
+def test_split_file_equals_the_split_training_makes_without_one():
+    from eqtool.config.schema import DataConfig
+    from eqtool.data.datamodule import resolve_splits
+
+    for n, val, test, seed in ((100, 0.1, 0.1, 0), (37, 0.2, 0.05, 3)):
+        cfg = DataConfig(path="x.h5", val_fraction=val, test_fraction=test, seed=seed)
+        trained = resolve_splits(cfg, n)
+        written = split_indices(n, val, test, seed)
+        assert {k: v.tolist() for k, v in trained.items()} == written
+
+
 def test_split_out_dir_must_exist(extxyz, tmp_path, capsys):
     code, out, err = run(["data", "split", extxyz, "--out-dir", tmp_path / "nowhere"], capsys)
     assert_user_error(code, out, err, "nowhere")

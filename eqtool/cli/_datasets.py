@@ -1,7 +1,8 @@
 """Helpers behind ``eqtool data``: input checks, dataset statistics, random splits.
 
-Kept out of :mod:`eqtool.cli.data` so the command file stays thin; :func:`graph_stats` and
-:func:`split_indices` are plain library functions (candidates for ``eqtool.io`` / ``eqtool.data``).
+Kept out of :mod:`eqtool.cli.data` so the command file stays thin; :func:`graph_stats` is a plain
+library function (a candidate for ``eqtool.data``); the random split itself is
+:func:`eqtool.data.datamodule.random_split`, shared with training.
 """
 
 from __future__ import annotations
@@ -161,30 +162,19 @@ def stats_rows(stats: dict[str, Any]) -> list[tuple[str, str]]:
 
 # ----------------------------------------------------------------------------- splits
 def check_fractions(val: float, test: float) -> None:
-    """EqtoolError unless ``0 <= val``, ``0 <= test`` and ``val + test < 1`` (NaN fails)."""
-    if not (0.0 <= val < 1.0 and 0.0 <= test < 1.0 and val + test < 1.0):
-        raise EqtoolError(f"fractions must satisfy 0 <= val, test and val + test < 1 (got val={val}, "
-                          f"test={test})", source="--val/--test")
+    """:func:`eqtool.data.datamodule.check_fractions` for the ``--val``/``--test`` options."""
+    from eqtool.data.datamodule import check_fractions as check
+
+    check(val, test, source="--val/--test")
 
 
 def split_indices(n: int, val: float, test: float, seed: int) -> dict[str, list[int]]:
-    """Random disjoint train/val/test indices covering ``range(n)``, reproducible for ``seed``.
+    """:func:`eqtool.data.datamodule.random_split` as sorted int lists (for the split file): the split
+    training would make from the same fractions and seed without a split file."""
+    from eqtool.data.datamodule import random_split
 
-    ``round(test * n)`` systems go to test and ``round(val * n)`` to val; the rest train. Each list
-    is sorted.
-
-    Raises:
-        EqtoolError: fractions outside ``0 <= val, test`` and ``val + test < 1``, or no training
-            systems left.
-    """
-    check_fractions(val, test)
-    perm = np.random.default_rng(seed).permutation(n)
-    n_test, n_val = round(test * n), round(val * n)
-    if n - n_test - n_val < 1:
-        raise EqtoolError(f"no training systems left: {n} systems, val={val}, test={test}",
-                          source="--val/--test")
-    parts = {"train": perm[n_test + n_val:], "val": perm[n_test:n_test + n_val], "test": perm[:n_test]}
-    return {name: sorted(int(i) for i in idx) for name, idx in parts.items()}
+    parts = random_split(n, val, test, seed, source="--val/--test")
+    return {name: [int(i) for i in idx] for name, idx in parts.items()}
 
 
 def n_systems(path: Path, fmt: str | None) -> int:

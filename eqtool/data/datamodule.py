@@ -27,8 +27,8 @@ from eqtool.data.graph import AtomGraph
 from eqtool.errors import EqtoolError
 from eqtool.tasks.losses import STRESS_MASK
 
-__all__ = ["open_structures", "open_splits", "resolve_splits", "GraphDataset", "Collater",
-           "PotentialDataModule", "SPLITS"]
+__all__ = ["open_structures", "open_splits", "check_fractions", "random_split", "resolve_splits",
+           "GraphDataset", "Collater", "PotentialDataModule", "SPLITS"]
 
 SPLITS = ("train", "val", "test")
 H5_SUFFIXES = (".h5", ".hdf5")
@@ -99,6 +99,33 @@ def _read_split(path: Path, n: int) -> dict[str, np.ndarray]:
     return out
 
 
+def check_fractions(val: float, test: float, source: str = "data") -> None:
+    """EqtoolError unless ``0 <= val``, ``0 <= test`` and ``val + test < 1`` (NaN fails)."""
+    if not (0.0 <= val < 1.0 and 0.0 <= test < 1.0 and val + test < 1.0):
+        raise EqtoolError(f"fractions must satisfy 0 <= val, test and val + test < 1 (got val={val}, "
+                          f"test={test})", source=source)
+
+
+def random_split(n: int, val: float, test: float, seed: int, source: str = "data") -> dict[str, np.ndarray]:
+    """Seeded random train/val/test frame indices covering ``range(n)``, each sorted (int64).
+
+    ``round(val * n)`` frames go to val and the next ``round(test * n)`` of the permutation to test;
+    the rest train. Training without a split file (``data.val_fraction``, ``data.test_fraction``,
+    ``data.seed``) and ``eqtool data split --val --test --seed`` give the same split.
+
+    Raises:
+        EqtoolError: fractions outside ``0 <= val, test`` and ``val + test < 1``, or no training frame left.
+    """
+    check_fractions(val, test, source)
+    perm = np.random.default_rng(seed).permutation(n)
+    n_val, n_test = round(val * n), round(test * n)
+    if n - n_val - n_test < 1:
+        raise EqtoolError(f"{n} frames are too few for val={val}, test={test}: no training frame left",
+                          source=source)
+    return {"train": np.sort(perm[n_val + n_test:]), "val": np.sort(perm[:n_val]),
+            "test": np.sort(perm[n_val:n_val + n_test])}
+
+
 def resolve_splits(cfg, n: int) -> dict[str, np.ndarray]:
     """Frame indices of the train/val/test splits for a dataset of ``n`` frames.
 
@@ -109,14 +136,10 @@ def resolve_splits(cfg, n: int) -> dict[str, np.ndarray]:
     if cfg.split is not None:
         splits = _read_split(Path(cfg.split), n)
     else:
-        perm = np.random.default_rng(cfg.seed).permutation(n)
-        n_val = int(round(cfg.val_fraction * n))
-        n_test = int(round(cfg.test_fraction * n))
-        if n - n_val - n_test < 1 or (cfg.val_fraction > 0 and n_val == 0):
-            raise EqtoolError(f"{n} frames are too few for val_fraction={cfg.val_fraction}, "
-                              f"test_fraction={cfg.test_fraction}", source=str(cfg.path))
-        splits = {"val": np.sort(perm[:n_val]), "test": np.sort(perm[n_val:n_val + n_test]),
-                  "train": np.sort(perm[n_val + n_test:])}
+        if cfg.val_fraction > 0 and round(cfg.val_fraction * n) == 0:
+            raise EqtoolError(f"{n} frames are too few for val_fraction={cfg.val_fraction}",
+                              source=str(cfg.path))
+        splits = random_split(n, cfg.val_fraction, cfg.test_fraction, cfg.seed, source=str(cfg.path))
     if cfg.max_train is not None and len(splits["train"]) > cfg.max_train:
         rng = np.random.default_rng(cfg.seed + 1)
         splits["train"] = np.sort(rng.choice(splits["train"], cfg.max_train, replace=False))
