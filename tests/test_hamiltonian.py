@@ -18,7 +18,6 @@ from e3nn import o3
 from eqtool.data import keys as K
 from eqtool.data.batch import collate
 from eqtool.data.graph import AtomGraph
-from eqtool.dft.basis import blocks_from_matrix
 from eqtool.errors import EqtoolError
 from eqtool.models.hamiltonian.basis import MAX_AO, ao_count, ao_rotation, change_of_basis
 from eqtool.models.hamiltonian.qhnet import QHNet
@@ -350,43 +349,47 @@ def test_loss_ignores_padding():
     assert abs(float(mae) - 1e-3) < 1e-15 and abs(float(loss) - 1e-3) < 1e-15
 
 
-def test_orthogonal_mae_is_the_error_orbitals_see():
-    """S^-1/2 ΔH S^-1/2 against scipy, for two molecules in one batch; its eigenvalue bound holds."""
+def test_orbital_errors_are_the_errors_orbitals_see():
+    """S^-1/2 ΔH S^-1/2 and occupied orbital energies against scipy, two molecules in one batch."""
     import scipy.linalg
 
     from eqtool.dft.h5 import hamiltonian_graph
-    from eqtool.tasks.hamiltonian import orthogonal_mae
+    from eqtool.tasks.hamiltonian import orbital_errors
 
     rng = np.random.default_rng(0)
-    graphs, mats = [], []
+    refs, preds, mats = [], [], []
     for formula, seed in (("H2O", 1), ("CH3CH2OH", 2)):
         atoms = _rattled(formula, seed, scale=0.05)
         mol = _pyscf_mol(atoms.numbers, atoms.positions)
         H, S = mol.intor("int1e_kin") + mol.intor("int1e_nuc"), mol.intor("int1e_ovlp")
         dH = rng.normal(scale=1e-3, size=H.shape)
         dH = dH + dH.T
-        graphs.append(hamiltonian_graph(atoms.numbers, atoms.positions, H + dH, S, np.zeros(72), 5, 72))
-        mats.append((H, S, dH))
-    batch = collate(graphs, dtype=torch.float64, label_keys=(K.HAMILTONIAN, K.OVERLAP))
-    zero = torch.zeros_like(batch[K.HAMILTONIAN])
-    assert float(orthogonal_mae(zero, batch[K.OVERLAP], batch[K.ATOMIC_NUMBERS], batch[K.N_ATOMS])) == 0.0
-    blocks = [blocks_from_matrix(dH, g.atomic_numbers) for g, (_, _, dH) in zip(graphs, mats, strict=True)]
-    diff = torch.as_tensor(np.concatenate(blocks)).requires_grad_()
-    got = orthogonal_mae(diff, batch[K.OVERLAP], batch[K.ATOMIC_NUMBERS], batch[K.N_ATOMS])
-    want = []
-    for H, S, dH in mats:
+        n_occ = mol.nelectron // 2
+        for out, h in ((refs, H), (preds, H + dH)):
+            out.append(hamiltonian_graph(atoms.numbers, atoms.positions, h, S, np.zeros(72), n_occ, 72))
+        mats.append((H, S, dH, n_occ))
+    keys = (K.HAMILTONIAN, K.OVERLAP, "n_occ")
+    ref, pred = (collate(g, dtype=torch.float64, label_keys=keys) for g in (refs, preds))
+    args = (ref[K.OVERLAP], ref[K.ATOMIC_NUMBERS], ref[K.N_ATOMS], ref["n_occ"])
+    same = orbital_errors(ref[K.HAMILTONIAN], ref[K.HAMILTONIAN], *args)
+    assert float(same["orth"]) == 0.0 and float(same["occ"]) == 0.0
+    p = pred[K.HAMILTONIAN].clone().requires_grad_()
+    got = orbital_errors(p, ref[K.HAMILTONIAN], *args)
+    want_orth, want_occ = [], []
+    for H, S, dH, n_occ in mats:
         X = scipy.linalg.fractional_matrix_power(S, -0.5).real
-        want.append(np.abs(X @ dH @ X).mean())
-        # eigenvalue shifts are bounded by the orthogonal-basis error (Weyl), not by the AO-basis one
+        want_orth.append(np.abs(X @ dH @ X).mean())
         eps = [scipy.linalg.eigh(h, S, eigvals_only=True) for h in (H + dH, H)]
-        shift = np.abs(eps[0] - eps[1])
-        assert shift.max() <= np.linalg.norm(X @ dH @ X, 2) + 1e-12
-    assert abs(float(got.detach()) - np.mean(want)) < 1e-10
-    got.backward()
-    assert diff.grad is not None and torch.isfinite(diff.grad).all()
+        want_occ.append(np.abs(eps[0] - eps[1])[:n_occ].mean())
+        # eigenvalue shifts are bounded by the orthogonal-basis error (Weyl), not by the AO-basis one
+        assert np.abs(eps[0] - eps[1]).max() <= np.linalg.norm(X @ dH @ X, 2) + 1e-12
+    assert abs(float(got["orth"].detach()) - np.mean(want_orth)) < 1e-10
+    assert abs(float(got["occ"].detach()) - np.mean(want_occ)) < 1e-10
+    (got["orth"] + got["occ"]).backward()
+    assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0
 
 
-def test_train_with_orthogonal_loss_logs_it(tmp_path):
+def test_train_with_orbital_losses_logs_them(tmp_path):
     import csv
 
     from eqtool.models.hamiltonian.config import HamiltonianLossConfig
@@ -395,11 +398,12 @@ def test_train_with_orthogonal_loss_logs_it(tmp_path):
     data = tmp_path / "h.h5"
     _write_dataset(data, n_water=4, n_ethanol=2)
     cfg = _recipe(tmp_path, data, max_epochs=1)
-    cfg = dataclasses.replace(cfg, loss=HamiltonianLossConfig(orth=0.5))
+    cfg = dataclasses.replace(cfg, loss=HamiltonianLossConfig(orth=0.5, occ=0.5))
     run = train(cfg, log=lambda *a: None)
     rows = list(csv.DictReader(open(next((run / "logs").rglob("metrics.csv")))))
-    orth = [float(r["val/h_mae_orth"]) for r in rows if r.get("val/h_mae_orth")]
-    assert orth and all(np.isfinite(orth)) and min(orth) > 0
+    for key in ("val/h_mae_orth", "val/h_mae_occ"):
+        values = [float(r[key]) for r in rows if r.get(key)]
+        assert values and all(np.isfinite(values)) and min(values) > 0, key
 
 
 def test_init_from_a_model_file_fine_tunes(tmp_path):

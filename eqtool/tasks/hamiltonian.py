@@ -5,8 +5,9 @@
 * :class:`HamiltonianTask` -- QHNet's loss ``w_mae MAE(H) + w_mse MSE(H)`` over the real AO matrix
   elements (padding excluded), AdamW + the schedules and EMA of
   :class:`~eqtool.tasks.potential.PotentialTask`, H MAE (µHa; all, on-site, off-site blocks)
-  logged as ``{train,val,test}/h_mae…``; optionally (``loss.orth``) the error in the
-  Löwdin-orthogonalised basis (:func:`orthogonal_mae`, logged as ``…/h_mae_orth``); drives SPHNet's
+  logged as ``{train,val,test}/h_mae…``; optionally (``loss.orth``, ``loss.occ``) the error in the
+  Löwdin-orthogonalised basis and of the occupied orbital energies (:func:`orbital_errors`, logged as
+  ``…/h_mae_orth``, ``…/h_mae_occ``); drives SPHNet's
   :class:`~eqtool.nn.sparse_gate.SparsityScheduler`.
 * :func:`fit_reference` fits the per-element mean on-site blocks and the output scale the model
   stores; :func:`finish_hamiltonian` exports ``model.pt`` (EMA weights of the last checkpoint, TP
@@ -30,7 +31,7 @@ from eqtool.errors import EqtoolError
 from eqtool.nn.sparse_gate import SparsityScheduler
 from eqtool.tasks.base import ModelTask
 
-__all__ = ["HamiltonianDataModule", "HamiltonianTask", "hamiltonian_loss", "orthogonal_mae", "ao_mask",
+__all__ = ["HamiltonianDataModule", "HamiltonianTask", "hamiltonian_loss", "orbital_errors", "ao_mask",
            "fit_reference", "prepare_hamiltonian", "finish_hamiltonian", "train_hamiltonian",
            "evaluate_hamiltonian"]
 
@@ -71,7 +72,7 @@ class HamiltonianDataModule(L.LightningDataModule):
         cfg: a :class:`~eqtool.config.schema.DataConfig`.
         basis: the model's basis; an ``.h5`` whose ``basis`` attribute differs raises :class:`EqtoolError`.
         dtype: float dtype of the batches.
-        keys: the labels the batches carry (``overlap`` too for ``loss.orth``).
+        keys: the labels the batches carry (``overlap``, ``n_occ`` too for ``loss.orth``/``loss.occ``).
     """
 
     def __init__(self, cfg, basis: str, dtype: torch.dtype = torch.float64,
@@ -137,30 +138,41 @@ def hamiltonian_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tenso
     return cfg.mae * mae + cfg.mse * (diff * diff).mean(), mae
 
 
-def orthogonal_mae(diff: torch.Tensor, overlap: torch.Tensor, atomic_numbers: torch.Tensor,
-                   n_atoms: torch.Tensor, eig_clamp: float = 1e-8) -> torch.Tensor:
-    """Mean over molecules of the mean ``|S^-1/2 ΔH S^-1/2|`` (Hartree): the H error as the orbital
-    energies and coefficients see it (Löwdin orthogonalisation; :mod:`eqtool.dft.eigen` clamps the
-    same way).
+def orbital_errors(pred: torch.Tensor, target: torch.Tensor, overlap: torch.Tensor,
+                   atomic_numbers: torch.Tensor, n_atoms: torch.Tensor, n_occ: torch.Tensor | None = None,
+                   eig_clamp: float = 1e-8) -> dict[str, torch.Tensor]:
+    """The H error as orbitals see it, averaged over the molecules of a batch (Hartree):
+
+    * ``"orth"``: mean ``|X (H_pred - H_ref) X|`` with ``X = S^-1/2`` (Löwdin orthogonalisation,
+      eigenvalues clamped as :mod:`eqtool.dft.eigen` does);
+    * ``"occ"`` (with ``n_occ``): MAE of the occupied orbital energies, the lowest ``n_occ``
+      eigenvalues of ``X H X`` (differentiable: eigenvalue gradients need no eigenvector gaps).
 
     Args:
-        diff: ``[Q, 14, 14]`` predicted minus reference pair blocks of a batch (all pairs per molecule,
-            row-major), differentiable.
+        pred, target: ``[Q, 14, 14]`` pair blocks of a batch (all pairs per molecule, row-major);
+            ``pred`` differentiable.
         overlap: ``[Q, 14, 14]`` overlap pair blocks (no gradient).
-        atomic_numbers: ``[N]``; n_atoms: ``[B]``.
+        atomic_numbers: ``[N]``; n_atoms: ``[B]``; n_occ: ``[B]`` doubly occupied orbitals.
     """
     from eqtool.dft.basis import matrix_from_blocks
 
-    out, pair0, atom0 = [], 0, 0
-    for n in n_atoms.tolist():
+    orth, occ, pair0, atom0 = [], [], 0, 0
+    for b, n in enumerate(n_atoms.tolist()):
         zs = atomic_numbers[atom0: atom0 + n].cpu().numpy()
-        dH = matrix_from_blocks(diff[pair0: pair0 + n * n], zs)
-        S = matrix_from_blocks(overlap[pair0: pair0 + n * n].detach(), zs).double()
+        blocks = slice(pair0, pair0 + n * n)
+        S = matrix_from_blocks(overlap[blocks].detach(), zs).double()
         w, U = torch.linalg.eigh(S)
-        X = ((U * w.clamp(min=eig_clamp).rsqrt()) @ U.T).to(dH.dtype)
-        out.append((X @ dH @ X).abs().mean())
+        X = ((U * w.clamp(min=eig_clamp).rsqrt()) @ U.T).to(pred.dtype)
+        Hp, Hr = (X @ matrix_from_blocks(h[blocks], zs) @ X for h in (pred, target))
+        orth.append((Hp - Hr).abs().mean())
+        if n_occ is not None:
+            k = int(n_occ[b])
+            occ.append((torch.linalg.eigvalsh(Hp)[:k] - torch.linalg.eigvalsh(Hr.detach())[:k]).abs().mean())
         pair0, atom0 = pair0 + n * n, atom0 + n
-    return torch.stack(out).mean()
+    out = {"orth": torch.stack(orth).mean()}
+    if occ:
+        out["occ"] = torch.stack(occ).mean()
+    return out
 
 
 class HamiltonianTask(ModelTask):
@@ -193,13 +205,18 @@ class HamiltonianTask(ModelTask):
         target = batch[K.HAMILTONIAN].to(pred.dtype)
         mask, on_site = ao_mask(model, batch)
         loss, mae = hamiltonian_loss(pred, target, mask, self.loss_cfg)
-        if self.loss_cfg.orth > 0:
-            if K.OVERLAP not in batch:
-                raise EqtoolError("loss.orth needs 'overlap' labels in the dataset", source="recipe")
-            orth = orthogonal_mae(pred - target, batch[K.OVERLAP], batch[K.ATOMIC_NUMBERS], batch[K.N_ATOMS])
-            loss = loss + self.loss_cfg.orth * orth
-            self._add(f"{split}_orth", orth.detach() * int(batch[K.N_ATOMS].shape[0]),
-                      int(batch[K.N_ATOMS].shape[0]))
+        cfg = self.loss_cfg
+        if cfg.orth > 0 or cfg.occ > 0:
+            missing = [k for k in _label_keys(cfg) if k not in batch]
+            if missing:
+                raise EqtoolError(f"loss.orth/loss.occ need {', '.join(map(repr, missing))} labels in "
+                                  "the dataset", source="recipe")
+            errs = orbital_errors(pred, target, batch[K.OVERLAP], batch[K.ATOMIC_NUMBERS], batch[K.N_ATOMS],
+                                  batch["n_occ"] if cfg.occ > 0 else None)
+            n_mol = int(batch[K.N_ATOMS].shape[0])
+            for name, err in errs.items():
+                loss = loss + getattr(cfg, name) * err
+                self._add(f"{split}_{name}", err.detach() * n_mol, n_mol)
         self._log_loss(split, loss, int(batch[K.N_ATOMS].shape[0]))
         err = ((pred - target).abs() * mask).detach()
         for name, sel in (("", slice(None)), ("_diag", on_site), ("_offdiag", ~on_site)):
@@ -212,7 +229,7 @@ class HamiltonianTask(ModelTask):
         s[1] += count
 
     def _epoch_end(self, split: str) -> None:
-        for name in ("", "_diag", "_offdiag", "_orth"):
+        for name in ("", "_diag", "_offdiag", "_orth", "_occ"):
             s = self._sums.pop(f"{split}{name}", None)
             if s is None:
                 continue
@@ -281,7 +298,9 @@ def fit_reference(model, graphs, max_systems: int = 500) -> dict[str, float]:
 
 
 def _label_keys(cfg) -> tuple[str, ...]:
-    return (K.HAMILTONIAN, K.OVERLAP) if cfg.loss.orth > 0 else (K.HAMILTONIAN,)
+    """The labels batches need for the loss section ``cfg``."""
+    keys = (K.HAMILTONIAN, K.OVERLAP) if cfg.orth > 0 or cfg.occ > 0 else (K.HAMILTONIAN,)
+    return keys + ("n_occ",) if cfg.occ > 0 else keys
 
 
 def prepare_hamiltonian(cfg, log=print):
@@ -297,7 +316,7 @@ def prepare_hamiltonian(cfg, log=print):
     basis = cfg.model.kwargs.get("basis", defaults["basis"])
     from eqtool.models.hamiltonian.basis import check_basis
 
-    dm = HamiltonianDataModule(cfg.data, check_basis(basis), dtype, keys=_label_keys(cfg))
+    dm = HamiltonianDataModule(cfg.data, check_basis(basis), dtype, keys=_label_keys(cfg.loss))
     dm.setup()
     train = dm.datasets["train"].graphs
     model = build_model(cfg.model.name, **cfg.model.kwargs).to(torch.float64)
@@ -389,6 +408,6 @@ def train_hamiltonian(config, resume: bool = False, log=print) -> Path:
             return prepare_hamiltonian(config, log=log)
         dtype = getattr(torch, config.trainer.dtype)
         model = model_from_last(last, dtype)
-        return model, HamiltonianDataModule(config.data, model.basis, dtype, keys=_label_keys(config))
+        return model, HamiltonianDataModule(config.data, model.basis, dtype, keys=_label_keys(config.loss))
 
     return fit(config, resume, log, setup, HamiltonianTask, finish_hamiltonian)
