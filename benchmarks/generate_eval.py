@@ -31,7 +31,7 @@ def evaluate(model, payload, n: int, seed: int, steps: int | None, batch_size: i
     """Sample ``n`` molecules with ``steps`` network evaluations; metrics dict + timing."""
     import torch
 
-    from eqtool.chem import analyze_molecule, summarize
+    from eqtool.chem import analyze_sample, summarize
     from eqtool.models.generative import sample, sample_n_atoms
     from eqtool.tasks.generative import read_train_smiles
 
@@ -42,7 +42,7 @@ def evaluate(model, payload, n: int, seed: int, steps: int | None, batch_size: i
     for i in range(0, n, batch_size):
         mols += sample(model, counts[i: i + batch_size], steps=steps, generator=gen)
     seconds = time.perf_counter() - t0
-    metrics = summarize([analyze_molecule(m) for m in mols], read_train_smiles(payload, payload["path"]))
+    metrics = summarize([analyze_sample(m) for m in mols], read_train_smiles(payload, payload["path"]))
     metrics.update(steps=steps or model.timesteps + 1, seconds=seconds, seconds_per_molecule=seconds / n)
     return metrics
 
@@ -82,7 +82,9 @@ def main(argv=None) -> int:
     for steps in chains:
         r = evaluate(model, payload, args.n, args.seed, steps, args.batch_size)
         rows.append(r)
-        print(f"  {r['steps']} evaluations: {r['seconds']:.0f} s", flush=True)
+        print(f"  {r['steps']} evaluations: {r['seconds']:.0f} s; atom stable {_pct(r['atom_stability'])}, "
+              f"valid {_pct(r['validity'])}, unique {_pct(r['uniqueness'])}, "
+              f"non-finite {r['n_nonfinite']}", flush=True)
     cols = ("atom_stability", "molecule_stability", "validity", "uniqueness", "valid_unique", "novelty")
     print("\n| chain (network evaluations) | atom stable | mol stable | valid | unique | valid & unique | "
           "novel | s / molecule |")

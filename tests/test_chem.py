@@ -13,12 +13,14 @@ from rdkit.Chem import AllChem
 from eqtool.chem import (
     MARGINS_PM,
     analyze_molecule,
+    analyze_sample,
     atom_stability,
     bond_order_matrix,
     build_mol,
     canonical_smiles,
     mol_smiles,
     molecule_metrics,
+    summarize,
     novelty,
     perceive_bonds,
     smiles_from_structures,
@@ -101,6 +103,18 @@ def test_bad_input_raises():
         bond_order_matrix([[0, 0, np.nan], [1, 0, 0]], [1, 1])
     with pytest.raises(EqtoolError, match="periodic"):
         analyze_molecule(AtomGraph([[0, 0, 0], [0.7, 0, 0]], [1, 1], cell=np.eye(3) * 5, pbc=True))
+
+
+def test_analyze_sample_counts_diverged_molecules_as_failed():
+    good = mmff("CCO")
+    rep = analyze_sample(good)
+    assert rep.finite and rep.stable and rep.smiles == "CCO"
+    bad = (np.full((4, 3), np.nan), np.array([6, 1, 1, 1]))
+    failed = analyze_sample(bad)
+    assert not failed.finite and not failed.stable and not failed.valid and len(failed.bonds) == 0
+    m = summarize([rep, failed])
+    assert m["n_nonfinite"] == 1 and m["validity"] == 0.5 and m["molecule_stability"] == 0.5
+    assert m["n_atoms"] == len(good[1]) + 4 and m["n_stable_atoms"] == len(good[1])
 
 
 # ----------------------------------------------------------------------------- stability

@@ -204,6 +204,45 @@ def test_sampling_reproducible_and_histogram():
     assert model.max_atoms == 6
 
 
+class FeedbackDenoiser(torch.nn.Module):
+    """Wraps a model's denoiser: its feature noise grows with the input features (``gain * h``),
+    the runaway feedback an undertrained denoiser shows on inputs it never saw."""
+
+    def __init__(self, inner, gain=1e3):
+        super().__init__()
+        self.inner, self.gain = inner, gain
+
+    def forward(self, batch):
+        out = dict(self.inner(batch))
+        out[EPS_FEATURES] = out[EPS_FEATURES] + self.gain * batch[NODE_FEATURES]
+        return out
+
+
+def test_clip_features_stops_runaway_features():
+    model = tiny_model(dtype=torch.float32, scramble=False)  # float32, as sampled in practice
+    model.denoiser = FeedbackDenoiser(model.denoiser)
+    gen = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    with np.errstate(all="ignore"):
+        runaway = sample(model, [4, 3], steps=21, generator=gen(), clip_features=False)
+    assert not all(np.isfinite(p).all() for p, _ in runaway)  # without the clip the chain diverges
+    mols = sample(model, [4, 3], steps=21, generator=gen())
+    assert all(np.isfinite(p).all() for p, _ in mols) and [len(z) for _, z in mols] == [4, 3]
+    assert model.feature_bound == pytest.approx(max(model.type_scale, model.charge_scale * 9))
+
+
+def test_clip_features_inactive_inside_bound():
+    from eqtool.models.generative.diffusion import _clipped_eps
+
+    g = torch.Generator().manual_seed(1)
+    h0 = torch.rand(5, 6, generator=g, dtype=torch.float64) * 0.5  # clean features within the bound
+    eps = torch.randn(5, 6, generator=g, dtype=torch.float64)
+    alpha, sigma = torch.tensor(0.6, dtype=torch.float64), torch.tensor(0.8, dtype=torch.float64)
+    z = alpha * h0 + sigma * eps
+    torch.testing.assert_close(_clipped_eps(z, eps, alpha, sigma, 1.0), eps)
+    clipped = _clipped_eps(z, eps + 100.0, alpha, sigma, 1.0)  # denoised estimate far outside
+    assert ((z - sigma * clipped) / alpha).abs().max() <= 1.0 + 1e-12
+
+
 # ------------------------------------------------------------------------------ training
 @pytest.fixture(scope="module")
 def qm9_subset():
@@ -316,6 +355,30 @@ def test_generate_cli_end_to_end(model_file, tmp_path, capsys):
     code, _, _ = run(["generate", "-m", model_file, "-n", 2, "-o", tmp_path / "again.sdf", "--n-atoms", 5,
                       "--steps", 3], capsys)
     assert (tmp_path / "again.sdf").read_text() == out2.read_text()
+
+
+def test_generate_cli_diverged_molecules_not_written(model_file, tmp_path, capsys, monkeypatch):
+    from eqtool.models.generative.edm import EDM
+
+    forward = EDM.forward
+
+    def nan_first(self, batch):  # molecule 0 of every batch gets a NaN position noise
+        out = dict(forward(self, batch))
+        out[EPS_POSITIONS] = out[EPS_POSITIONS].masked_fill((batch["batch"] == 0).unsqueeze(-1), math.nan)
+        return out
+
+    monkeypatch.setattr(EDM, "forward", nan_first)
+    out, xyz = tmp_path / "mols.sdf", tmp_path / "mols.extxyz"
+    code, stdout, err = run(["generate", "-m", model_file, "-n", 5, "-o", out, "--steps", 4,
+                             "--batch-size", 3, "--xyz", xyz], capsys)
+    assert code == 0, err
+    assert "2 of 5 molecules diverged" in err
+    text = out.read_text()
+    assert text.count("$$$$") == 3 and "generated_0" not in text and "generated_3" not in text
+    assert "generated_1" in text and "generated_4" in text
+    from ase.io import read
+
+    assert [a.info["name"] for a in read(xyz, ":")] == ["generated_1", "generated_2", "generated_4"]
 
 
 @pytest.mark.parametrize("args,needle", [

@@ -8,7 +8,7 @@ Typical use (EDM's generation metrics)::
 """
 
 from eqtool.chem.bonds import MARGINS_PM, bond_order_matrix, perceive_bonds
-from eqtool.chem.metrics import MoleculeReport, analyze_molecule, molecule_metrics, summarize
+from eqtool.chem.metrics import MoleculeReport, analyze_molecule, analyze_sample, molecule_metrics, summarize
 from eqtool.chem.rdkit_metrics import (
     build_mol,
     canonical_smiles,
@@ -26,6 +26,6 @@ __all__ = [
     "ALLOWED_VALENCES", "StabilityResult", "atom_stability",
     "build_mol", "mol_smiles", "canonical_smiles", "smiles_from_structures", "validity", "uniqueness",
     "novelty",
-    "MoleculeReport", "analyze_molecule", "molecule_metrics", "summarize",
+    "MoleculeReport", "analyze_molecule", "analyze_sample", "molecule_metrics", "summarize",
     "sdf_block", "write_sdf",
 ]

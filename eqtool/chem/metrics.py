@@ -13,7 +13,7 @@ from eqtool.chem.bonds import bond_order_matrix
 from eqtool.chem.rdkit_metrics import build_mol, canonical_smiles, mol_smiles
 from eqtool.chem.stability import atom_stability
 
-__all__ = ["MoleculeReport", "analyze_molecule", "molecule_metrics", "summarize"]
+__all__ = ["MoleculeReport", "analyze_molecule", "analyze_sample", "molecule_metrics", "summarize"]
 
 
 @dataclass(frozen=True)
@@ -25,12 +25,14 @@ class MoleculeReport:
         valence: ``[N]`` int64 sum of bond orders per atom.
         atom_stable: ``[N]`` bool.
         smiles: canonical SMILES of the largest fragment, or None if RDKit rejects the molecule.
+        finite: False for a generated molecule with non-finite coordinates (:func:`analyze_sample`).
     """
 
     bonds: np.ndarray
     valence: np.ndarray
     atom_stable: np.ndarray
     smiles: str | None
+    finite: bool = True
 
     @property
     def stable(self) -> bool:
@@ -58,6 +60,18 @@ def analyze_molecule(structure, charges=None, largest_fragment_only: bool = Fals
     return MoleculeReport(bonds=bonds, valence=stab.valence, atom_stable=stab.atom_stable, smiles=smiles)
 
 
+def analyze_sample(structure) -> MoleculeReport:
+    """:func:`analyze_molecule` for a generated molecule: non-finite coordinates (a diverged sampling
+    chain) give a failed report (no bonds, every atom unstable, invalid, ``finite=False``) instead of
+    an error, so they count against the metrics rather than stopping the evaluation."""
+    pos, z = as_arrays(structure)
+    if np.isfinite(pos).all():
+        return analyze_molecule((pos, z))
+    n = len(z)
+    return MoleculeReport(bonds=np.zeros((0, 3), dtype=np.int64), valence=np.zeros(n, dtype=np.int64),
+                          atom_stable=np.zeros(n, dtype=bool), smiles=None, finite=False)
+
+
 def molecule_metrics(graphs: Sequence, train_smiles: Iterable[str] | None = None,
                      largest_fragment_only: bool = False) -> dict[str, Any]:
     """EDM's metrics over a set of generated (or reference) molecules.
@@ -74,7 +88,8 @@ def molecule_metrics(graphs: Sequence, train_smiles: Iterable[str] | None = None
         ``molecule_stability``, ``validity``, ``uniqueness`` (of valid), ``valid_unique``
         (distinct valid / all, EDM's "valid and unique"), ``novelty`` (of distinct valid; None
         without ``train_smiles``), and the counts ``n_molecules``, ``n_atoms``, ``n_stable_atoms``,
-        ``n_stable_molecules``, ``n_valid``, ``n_unique``, ``n_novel`` (None without ``train_smiles``).
+        ``n_stable_molecules``, ``n_valid``, ``n_unique``, ``n_novel`` (None without ``train_smiles``),
+        ``n_nonfinite`` (reports of :func:`analyze_sample` for diverged molecules).
         Empty input gives zero counts and zero fractions.
     """
     reports = [analyze_molecule(g, largest_fragment_only=largest_fragment_only) for g in graphs]
@@ -92,6 +107,7 @@ def summarize(reports: Sequence[MoleculeReport], train_smiles: Iterable[str] | N
     out: dict[str, Any] = {
         "n_molecules": n_mol, "n_atoms": n_atoms, "n_stable_atoms": n_stable_atoms,
         "n_stable_molecules": n_stable, "n_valid": len(valid), "n_unique": len(unique), "n_novel": None,
+        "n_nonfinite": sum(not r.finite for r in reports),
         "atom_stability": n_stable_atoms / n_atoms if n_atoms else 0.0,
         "molecule_stability": n_stable / n_mol if n_mol else 0.0,
         "validity": len(valid) / n_mol if n_mol else 0.0,

@@ -82,14 +82,14 @@ def metrics_table(metrics: dict, title: str, seconds_per_molecule: float | None 
     return table
 
 
-def _write_xyz(path: Path, mols, reports) -> None:
+def _write_xyz(path: Path, mols, reports, numbers) -> None:
     from ase import Atoms
     from ase.io import write
 
     from eqtool.io.atomic import atomic_path
 
     images = []
-    for i, ((pos, z), rep) in enumerate(zip(mols, reports, strict=True)):
+    for i, (pos, z), rep in zip(numbers, mols, reports, strict=True):
         atoms = Atoms(numbers=z, positions=pos)
         atoms.info.update(name=f"generated_{i}", smiles=rep.smiles or "", stable=int(rep.stable))
         images.append(atoms)
@@ -118,7 +118,7 @@ def generate(
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from eqtool.chem import analyze_molecule, summarize, write_sdf
+    from eqtool.chem import analyze_sample, summarize, write_sdf
     from eqtool.models.generative import respaced_timesteps, sample, sample_n_atoms
     from eqtool.tasks.generative import read_train_smiles
 
@@ -154,13 +154,17 @@ def generate(
             bar.update(task, done=len(mols))
     per_mol = (time.perf_counter() - start) / n
 
-    reports = [analyze_molecule(m) for m in mols]
+    reports = [analyze_sample(m) for m in mols]
     metrics = summarize(reports, train_smiles)
-    named = [SimpleNamespace(positions=p, atomic_numbers=z, info={"name": f"generated_{i}"}, source=None)
-             for i, (p, z) in enumerate(mols)]
-    write_sdf(out, named, bonds=[r.bonds for r in reports])
+    keep = [i for i, r in enumerate(reports) if r.finite]  # a diverged chain has NaN coordinates
+    named = [SimpleNamespace(positions=mols[i][0], atomic_numbers=mols[i][1], info={"name": f"generated_{i}"},
+                             source=None) for i in keep]
+    write_sdf(out, named, bonds=[reports[i].bonds for i in keep])
     if xyz is not None:
-        _write_xyz(xyz, mols, reports)
+        _write_xyz(xyz, [mols[i] for i in keep], [reports[i] for i in keep], keep)
+    if len(keep) < n:
+        err.print(f"warning: {n - len(keep)} of {n} molecules diverged (non-finite coordinates); they count "
+                  "as unstable and invalid and are not written", markup=False, highlight=False)
     Console().print(metrics_table(metrics, f"{n} generated molecules ({chain}, {evals} evaluations)",
                                   per_mol))
     err.print(f"wrote {out}" + (f" and {xyz}" if xyz is not None else ""), markup=False, highlight=False)

@@ -112,10 +112,18 @@ def sample_n_atoms(model, n: int, generator: torch.Generator | None = None) -> t
     return torch.multinomial(probs, n, replacement=True, generator=generator)
 
 
+def _clipped_eps(z_h: torch.Tensor, e_h: torch.Tensor, alpha: torch.Tensor, sigma: torch.Tensor,
+                 bound: float) -> torch.Tensor:
+    """Noise estimate whose denoised features ``(z_h - sigma e_h) / alpha`` lie in ``[-bound, bound]``."""
+    h0 = ((z_h - sigma * e_h) / alpha).clamp(-bound, bound)
+    return (z_h - alpha * h0) / sigma
+
+
 @torch.no_grad()
 def sample(model, n_atoms: Sequence[int] | torch.Tensor, steps: int | None = None,
            generator: torch.Generator | None = None,
-           callback: Callable[[int, int], None] | None = None) -> list[GeneratedMolecule]:
+           callback: Callable[[int, int], None] | None = None,
+           clip_features: bool = True) -> list[GeneratedMolecule]:
     """Generate one molecule per entry of ``n_atoms`` by ancestral sampling.
 
     Args:
@@ -125,6 +133,14 @@ def sample(model, n_atoms: Sequence[int] | torch.Tensor, steps: int | None = Non
             (``T + 1`` evaluations).
         generator: a ``torch.Generator`` on the model's device (reproducible samples).
         callback: called as ``callback(done, total)`` after every network evaluation.
+        clip_features: clip the denoised estimate of the features, ``h_0 = (z_h - sigma_t eps_hat_h)
+            / alpha_t``, to ``[-b, b]`` with ``b`` twice the largest clean feature
+            (:attr:`~eqtool.models.generative.edm.EDM.feature_bound`) and use the matching noise
+            estimate (DDPM's "clip denoised"). Clean features never leave that range, so the clip is
+            inactive on a well-behaved chain; it stops a denoiser that meets an input it never saw
+            from feeding a huge noise estimate back into itself (seen with large respaced steps,
+            where such a molecule ends with NaN coordinates). Positions are not clipped
+            (rotation-equivariant; features are invariant, so clipping them keeps that).
 
     Returns:
         one ``(positions [n, 3] Å float64, atomic_numbers [n] int64)`` pair per molecule, centred.
@@ -140,6 +156,7 @@ def sample(model, n_atoms: Sequence[int] | torch.Tensor, steps: int | None = Non
     z_x = remove_mean(_randn((N, 3), param, generator), index, n_atoms)  # z_T ~ N(0, I) on the subspace
     z_h = _randn((N, F), param, generator)
     total, done = len(taus), 0
+    bound = 2.0 * model.feature_bound
 
     def eps_hat(t: int):
         time = torch.full((B,), t / model.timesteps, dtype=param.dtype, device=param.device)
@@ -153,6 +170,8 @@ def sample(model, n_atoms: Sequence[int] | torch.Tensor, steps: int | None = Non
         sigma2_ts, alpha_ts = sched.transition(gamma_t, gamma_s)
         sigma_t, sigma_s = sched.sigma(gamma_t), sched.sigma(gamma_s)
         e_x, e_h = eps_hat(t)
+        if clip_features:
+            e_h = _clipped_eps(z_h, e_h, sched.alpha(gamma_t), sigma_t, bound)
         coef = sigma2_ts / alpha_ts / sigma_t  # EDM eq. 7: mu = z_t / alpha_ts - coef * eps_hat
         std = torch.sqrt(sigma2_ts) * sigma_s / sigma_t
         noise_x = remove_mean(_randn((N, 3), param, generator), index, n_atoms)

@@ -110,6 +110,15 @@ class EDM(nn.Module):
             return None
         return max(n for n, c in enumerate(self.n_atoms_hist) if c > 0)
 
+    @property
+    def feature_bound(self) -> float:
+        """Largest magnitude of a clean feature: ``type_scale``, or ``charge_scale`` x the largest
+        atomic number with charges."""
+        bound = self.type_scale
+        if self.include_charges:
+            bound = max(bound, self.charge_scale * float(self.atomic_numbers.max()))
+        return bound
+
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Predicted noise of the noisy ``positions``/``node_features`` at ``diffusion_time``."""
         return self.denoiser(batch)
