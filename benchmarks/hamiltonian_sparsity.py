@@ -62,7 +62,9 @@ def train(sparsity: float, args, split: Path, log) -> Path:
     from eqtool.config import load_config
     from eqtool.train import train as run_training
 
-    run_dir = args.run_root / f"sparsity-{sparsity:g}"
+    parts = {"pair": args.pair_sparsity, "tp": args.tp_sparsity} if sparsity > 0 else {}
+    extra = "".join(f"-{k}{v:g}" for k, v in parts.items() if v is not None)
+    run_dir = args.run_root / f"sparsity-{sparsity:g}{extra}"
     if (run_dir / "model.pt").is_file() and not args.retrain:
         log(f"reusing {run_dir / 'model.pt'} (--retrain to train again)")
         return run_dir / "model.pt"
@@ -71,6 +73,7 @@ def train(sparsity: float, args, split: Path, log) -> Path:
         f"data.split={split}", f"data.batch_size={args.batch_size}", f"model.kwargs.sparsity={sparsity}",
         f"model.kwargs.channels={args.channels}", f"model.kwargs.tp_random_steps={int(0.15 * steps)}",
         f"model.kwargs.tp_adaptive_steps={int(0.30 * steps)}", f"trainer.max_epochs={args.epochs}",
+        *(f"model.kwargs.{k}_sparsity={v}" for k, v in parts.items() if v is not None),
         "trainer.max_time=null", "trainer.check_val_every=5", "trainer.log_every=10",
         f"trainer.checkpoint_every_steps={10 * steps}", f"trainer.seed={args.seed}",
     ]
@@ -176,6 +179,10 @@ def main(argv=None) -> int:
     p.add_argument("--epochs", type=int, default=35,
                    help="training epochs per model (160 ethanol conformers, 20 steps an epoch)")
     p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--pair-sparsity", type=float, default=None,
+                   help="the sparse model's pair-gate sparsity alone (default: 0.7 like the TP gate)")
+    p.add_argument("--tp-sparsity", type=float, default=None,
+                   help="the sparse model's TP-gate sparsity alone (default: 0.7 like the pair gate)")
     p.add_argument("--channels", type=int, default=32)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--run-root", type=Path, default=ROOT / "runs" / "hamiltonian-sparsity")

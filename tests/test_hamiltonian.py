@@ -187,6 +187,22 @@ def test_sparsity_zero_equals_dense_and_open_gates():
     torch.testing.assert_close(_predict(sparse, atoms), _predict(dense, atoms), rtol=0, atol=1e-12)
 
 
+def test_pair_and_tp_sparsity_apart():
+    """``pair_sparsity``/``tp_sparsity`` switch one gate on alone; the config round-trips."""
+    from eqtool.models.files import model_from_payload
+
+    pair_only = QHNet(atomic_numbers=(1, 6, 8), channels=8, num_layers=1, pair_sparsity=0.7)
+    tp_only = QHNet(atomic_numbers=(1, 6, 8), channels=8, num_layers=1, tp_sparsity=0.7)
+    assert pair_only.pair_gate.sparsity == 0.7 and pair_only.pair_tp.gate.weight is None
+    assert tp_only.pair_gate.sparsity == 0.0 and tp_only.pair_tp.gate.sparsity == 0.7
+    both = QHNet(atomic_numbers=(1, 6, 8), channels=8, num_layers=1, sparsity=0.7, tp_sparsity=0.0)
+    assert both.pair_gate.sparsity == 0.7 and both.pair_tp.gate.weight is None
+    again = model_from_payload({"config": pair_only.config, "state_dict": pair_only.state_dict()})
+    assert again.config["pair_sparsity"] == 0.7 and again.config["tp_sparsity"] == 0.0
+    with pytest.raises(EqtoolError, match="tp_sparsity"):
+        QHNet(tp_sparsity=-0.1)
+
+
 def test_sparse_model_prunes_pairs(sparse_model):
     atoms = _rattled("CH3CH2OH", 8)
     batch = collate([_graph(atoms)], dtype=torch.float64)

@@ -120,6 +120,8 @@ class QHNet(nn.Module):
         avg_num_neighbors: messages are divided by it.
         sparsity: SPHNet sparse gates on the pair tensor product (0 = off, dense; 0.7 = keep 30 %
             of the pairs and of the CG paths).
+        pair_sparsity, tp_sparsity: set the pair gate and the TP gate apart (``None``: ``sparsity``),
+            e.g. to measure what each gate costs.
         tp_random_steps, tp_adaptive_steps: lengths (optimiser steps) of the ``random`` and
             ``adaptive`` phases of the TP-gate schedule (then ``fixed``).
         onsite_env: add the ``l <= 4`` neighbour environment to the on-site blocks (see the module
@@ -135,15 +137,20 @@ class QHNet(nn.Module):
                  channels: int = 32, lmax: int = 2, num_layers: int = 3, cutoff: float = 10.0,
                  num_basis: int = 16, radial_mlp: Sequence[int] = (64,), avg_num_neighbors: float = 6.0,
                  sparsity: float = 0.0, tp_random_steps: int = 1000, tp_adaptive_steps: int = 2000,
-                 onsite_env: bool = True):
+                 onsite_env: bool = True, pair_sparsity: float | None = None,
+                 tp_sparsity: float | None = None):
         super().__init__()
         basis = check_basis(basis)
         for name, value, lo in (("channels", channels, 1), ("lmax", lmax, 1), ("num_layers", num_layers, 1),
                                 ("num_basis", num_basis, 1), ("tp_random_steps", tp_random_steps, 0),
                                 ("tp_adaptive_steps", tp_adaptive_steps, 0)):
             _positive_int(name, value, lo)
-        if not (isinstance(sparsity, (int, float)) and 0.0 <= float(sparsity) < 1.0):
-            raise EqtoolError(f"'sparsity' must be in [0, 1), got {sparsity!r}", source="model")
+        pair_sparsity = sparsity if pair_sparsity is None else pair_sparsity
+        tp_sparsity = sparsity if tp_sparsity is None else tp_sparsity
+        for name, value in (("sparsity", sparsity), ("pair_sparsity", pair_sparsity),
+                            ("tp_sparsity", tp_sparsity)):
+            if not (isinstance(value, (int, float)) and 0.0 <= float(value) < 1.0):
+                raise EqtoolError(f"'{name}' must be in [0, 1), got {value!r}", source="model")
         if not cutoff > 0 or not avg_num_neighbors > 0:
             raise EqtoolError("'cutoff' and 'avg_num_neighbors' must be > 0", source="model")
         self.elements = ElementIndex(atomic_numbers)
@@ -198,8 +205,8 @@ class QHNet(nn.Module):
         self.pair_c = IrrepsLinear(hidden.irs, c, hidden)
         self.pair_d = IrrepsLinear(hidden.irs, c, hidden)
         self.pair_radial = MLP([num_basis, *radial_mlp, (3 * n_irs + l_pair + 1) * c])
-        self.pair_tp = SparseNodeTP(hidden.irs, hidden.irs, exp_irs, sparsity)
-        self.pair_gate = SparsePairGate(2 * c + num_basis, sparsity)
+        self.pair_tp = SparseNodeTP(hidden.irs, hidden.irs, exp_irs, tp_sparsity)
+        self.pair_gate = SparsePairGate(2 * c + num_basis, pair_sparsity)
         self.pair_expansion = BlockExpansion(hidden.irs + self.pair_irs_y + self.pair_tp.irs_out, c,
                                              n_el * n_el)
         rows = [k for k, ir in enumerate(hidden.irs) for _ in range(ir.dim)]
@@ -214,6 +221,7 @@ class QHNet(nn.Module):
             "radial_mlp": list(radial_mlp), "avg_num_neighbors": float(avg_num_neighbors),
             "sparsity": float(sparsity), "tp_random_steps": tp_random_steps,
             "tp_adaptive_steps": tp_adaptive_steps, "onsite_env": self.onsite_env,
+            "pair_sparsity": float(pair_sparsity), "tp_sparsity": float(tp_sparsity),
         }
 
     @property
@@ -315,4 +323,6 @@ class QHNet(nn.Module):
                 state_dict[name] = torch.zeros_like(tensor)
 
     def extra_repr(self) -> str:
-        return f"basis={self.basis}, elements={self.config['atomic_numbers']}, sparsity={self.sparsity}"
+        return f"basis={self.basis}, elements={self.config['atomic_numbers']}, sparsity={self.sparsity}" + (
+            f" (pairs {self.config['pair_sparsity']}, TP paths {self.config['tp_sparsity']})"
+            if self.config["pair_sparsity"] != self.config["tp_sparsity"] else "")
