@@ -43,7 +43,8 @@ def evaluate(model, payload, n: int, seed: int, steps: int | None, batch_size: i
     mols = []
     t0 = time.perf_counter()
     for i in range(0, n, batch_size):
-        mols += sample(model, counts[i: i + batch_size], steps=steps, generator=gen, clip_features=clip_features)
+        mols += sample(model, counts[i: i + batch_size], steps=steps, generator=gen,
+                       clip_features=clip_features)
     seconds = time.perf_counter() - t0
     metrics = summarize([analyze_sample(m) for m in mols], read_train_smiles(payload, payload["path"]))
     metrics.update(steps=steps or model.timesteps + 1, seconds=seconds, seconds_per_molecule=seconds / n)
