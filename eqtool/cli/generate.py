@@ -82,14 +82,16 @@ def metrics_table(metrics: dict, title: str, seconds_per_molecule: float | None 
     return table
 
 
-def _write_xyz(path: Path, mols, reports, numbers) -> None:
+def _write_xyz(path: Path, mols, reports, keep) -> None:
+    """Molecules ``keep`` (indices into ``mols``/``reports``) as extxyz, named by their index."""
     from ase import Atoms
     from ase.io import write
 
     from eqtool.io.atomic import atomic_path
 
     images = []
-    for i, (pos, z), rep in zip(numbers, mols, reports, strict=True):
+    for i in keep:
+        (pos, z), rep = mols[i], reports[i]
         atoms = Atoms(numbers=z, positions=pos)
         atoms.info.update(name=f"generated_{i}", smiles=rep.smiles or "", stable=int(rep.stable))
         images.append(atoms)
@@ -161,10 +163,10 @@ def generate(
                              source=None) for i in keep]
     write_sdf(out, named, bonds=[reports[i].bonds for i in keep])
     if xyz is not None:
-        _write_xyz(xyz, [mols[i] for i in keep], [reports[i] for i in keep], keep)
-    if len(keep) < n:
-        err.print(f"warning: {n - len(keep)} of {n} molecules diverged (non-finite coordinates); they count "
-                  "as unstable and invalid and are not written", markup=False, highlight=False)
+        _write_xyz(xyz, mols, reports, keep)
+    if metrics["n_nonfinite"]:
+        err.print(f"warning: {metrics['n_nonfinite']} of {n} molecules diverged (non-finite coordinates); "
+                  "they count as unstable and invalid and are not written", markup=False, highlight=False)
     Console().print(metrics_table(metrics, f"{n} generated molecules ({chain}, {evals} evaluations)",
                                   per_mol))
     err.print(f"wrote {out}" + (f" and {xyz}" if xyz is not None else ""), markup=False, highlight=False)
