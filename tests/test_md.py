@@ -161,6 +161,21 @@ def test_unsupported_setups_fail_before_writing(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["other.h5"]
 
 
+def test_restart_after_a_kill_between_frame_and_log_row_keeps_the_log_whole(tmp_path):
+    """The frame is committed before its log row; a kill in between leaves the trajectory one row ahead
+    of the log, and the restart writes that row before continuing."""
+    atoms = bulk("Cu", "fcc", a=3.61, cubic=True)
+    traj, log = tmp_path / "t.h5", tmp_path / "t.csv"
+    run_md(atoms, EMT(), MDConfig(ensemble="nve", steps=20, interval=10), trajectory=traj, log=log)
+    lines = log.read_text().splitlines()
+    log.write_text("\n".join(lines[:-1]) + "\n")  # the step-20 row never made it
+    assert [r["step"] for r in read_log(log)] == [0, 10]
+    run_md(atoms, EMT(), MDConfig(ensemble="nve", steps=40, interval=10), trajectory=traj, log=log,
+           restart=True)
+    assert [r["step"] for r in read_log(log)] == [0, 10, 20, 30, 40]
+    assert [f.step for f in read_frames(traj)] == [0, 10, 20, 30, 40]
+
+
 def test_initial_velocities_seeded_with_zero_momentum():
     atoms = bulk("Cu", "fcc", a=3.61, cubic=True).repeat((2, 2, 2))
     cfg = MDConfig(ensemble="nve", temperature_k=500, steps=0, seed=7)

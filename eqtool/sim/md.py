@@ -238,7 +238,10 @@ def read_log(path: str | os.PathLike) -> list[dict]:
 
 
 def _open_log(path: Path, keep_until: int | None):
-    """Open the CSV log for appending; on restart keep only rows up to ``keep_until``."""
+    """Open the CSV log for appending; on restart keep only rows up to ``keep_until``.
+
+    Returns the open file and whether the row for ``keep_until`` itself is there (a run killed
+    between committing a frame and logging it has the frame but not the row)."""
     from eqtool.io.atomic import atomic_write
 
     rows = read_log(path) if keep_until is not None and path.is_file() else []
@@ -248,7 +251,8 @@ def _open_log(path: Path, keep_until: int | None):
         w.writeheader()
         for r in rows:
             w.writerow({k: _fmt(r.get(k, float("nan"))) for k in LOG_COLUMNS})
-    return open(path, "a", newline="", encoding="utf-8")
+    has_last = bool(rows) and rows[-1]["step"] == keep_until
+    return open(path, "a", newline="", encoding="utf-8"), has_last
 
 
 def _fmt(v) -> str:
@@ -420,7 +424,8 @@ def run_md(atoms, model, cfg: MDConfig, trajectory: str | os.PathLike | None = N
     if trajectory is not None:
         writer = open_trajectory(trajectory, append=last is not None, periodic=periodic,
                                  attrs={"model": "", **dict(attrs or {}), "md_config": asdict(cfg)})
-    log_fh = _open_log(Path(log), start if last is not None else None) if log is not None else None
+    log_fh, log_has_start = _open_log(Path(log), start if last is not None else None) if log is not None \
+        else (None, True)
     log_w = csv.DictWriter(log_fh, fieldnames=LOG_COLUMNS) if log_fh is not None else None
     result = MDResult(atoms=atoms, start_step=start, step=start, timestep_fs=cfg.timestep_fs)
     from eqtool.calculator import NonFiniteError
@@ -428,12 +433,12 @@ def run_md(atoms, model, cfg: MDConfig, trajectory: str | os.PathLike | None = N
     def emit(step: int, write_frame: bool = True) -> None:
         rec = _record(atoms, step, cfg, calc)
         result.records.append(rec)
+        if writer is not None and write_frame:  # the frame first: the trajectory is what a restart reads
+            writer.append(_frame(atoms, step, cfg))
+            result.frames_written += 1
         if log_w is not None:
             log_w.writerow({k: _fmt(rec[k]) for k in LOG_COLUMNS})
             log_fh.flush()
-        if writer is not None and write_frame:
-            writer.append(_frame(atoms, step, cfg))
-            result.frames_written += 1
 
     t0 = time.perf_counter()
     try:
@@ -442,6 +447,8 @@ def run_md(atoms, model, cfg: MDConfig, trajectory: str | os.PathLike | None = N
             atoms.get_forces()
             if last is None:
                 emit(0)
+            elif not log_has_start:
+                emit(start, write_frame=False)  # killed after the frame was committed, before its log row
             _check(atoms, calc, cfg)
             for k, _ in enumerate(dyn.irun(max(cfg.steps - start, 0))):
                 if k == 0:
