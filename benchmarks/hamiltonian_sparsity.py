@@ -64,6 +64,7 @@ def train(sparsity: float, args, split: Path, log) -> Path:
 
     parts = {"pair": args.pair_sparsity, "tp": args.tp_sparsity} if sparsity > 0 else {}
     extra = "".join(f"-{k}{v:g}" for k, v in parts.items() if v is not None)
+    extra += f"-layers{args.pair_layers}" if args.pair_layers != 1 else ""
     run_dir = args.run_root / f"sparsity-{sparsity:g}{extra}"
     if (run_dir / "model.pt").is_file() and not args.retrain:
         log(f"reusing {run_dir / 'model.pt'} (--retrain to train again)")
@@ -71,7 +72,8 @@ def train(sparsity: float, args, split: Path, log) -> Path:
     steps = args.epochs * int(np.ceil(160 / args.batch_size))  # 160 ethanol training conformers
     overrides = [
         f"data.split={split}", f"data.batch_size={args.batch_size}", f"model.kwargs.sparsity={sparsity}",
-        f"model.kwargs.channels={args.channels}", f"model.kwargs.tp_random_steps={int(0.15 * steps)}",
+        f"model.kwargs.channels={args.channels}", f"model.kwargs.pair_layers={args.pair_layers}",
+        f"model.kwargs.tp_random_steps={int(0.15 * steps)}",
         f"model.kwargs.tp_adaptive_steps={int(0.30 * steps)}", f"trainer.max_epochs={args.epochs}",
         *(f"model.kwargs.{k}_sparsity={v}" for k, v in parts.items() if v is not None),
         "trainer.max_time=null", "trainer.check_val_every=5", "trainer.log_every=10",
@@ -155,20 +157,27 @@ def time_forward(model, graphs, repeats: int) -> dict[str, float]:
     from eqtool.data.batch import collate
 
     batch = collate(graphs, dtype=torch.float32, label_keys=())
-    tp, gate = _Timer([model.pair_tp]), _Timer([model.pair_gate])  # the dense model never calls its gate
-    kept = []
-    model.pair_tp.register_forward_hook(lambda m, inp, out: kept.append(int(inp[0].shape[0])))
+    products = [model.pair_tp] + ([model.pair_tp2] if model.pair_layers == 2 else [])
+    tp, gate = _Timer(products), _Timer([model.pair_gate])  # the dense model never calls its gate
+    kept = [0]  # pair rows through the products in the last forward (both products with pair_layers 2)
+
+    def count(module, inputs, output):
+        kept[0] += int(inputs[0].shape[0])
+
+    for prod in products:
+        prod.register_forward_hook(count)
     rows = []
     with torch.no_grad():
         for r in range(repeats + 2):
             tp.total = gate.total = 0.0
+            kept[0] = 0
             t0 = time.perf_counter()
             model(batch)
             if r >= 2:  # two warm-up calls
                 rows.append((time.perf_counter() - t0, tp.total, tp.total + gate.total))
     med = [statistics.median(x) * 1e3 for x in zip(*rows, strict=True)]
     n_pairs = sum(g.n_atoms * (g.n_atoms - 1) for g in graphs)
-    return {"forward_ms": med[0], "tp_ms": med[1], "tp_gate_ms": med[2], "tp_pairs": kept[-1],
+    return {"forward_ms": med[0], "tp_ms": med[1], "tp_gate_ms": med[2], "tp_pairs": kept[0],
             "pairs": n_pairs}
 
 
@@ -184,6 +193,9 @@ def main(argv=None) -> int:
     p.add_argument("--tp-sparsity", type=float, default=None,
                    help="the sparse model's TP-gate sparsity alone (default: 0.7 like the pair gate)")
     p.add_argument("--channels", type=int, default=32)
+    p.add_argument("--pair-layers", type=int, default=1, choices=(1, 2),
+                   help="2: SPHNet's layout, every pair runs a first product and the pair gate picks "
+                        "the pairs of a second one (both models)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--run-root", type=Path, default=ROOT / "runs" / "hamiltonian-sparsity")
     p.add_argument("--retrain", action="store_true", help="train again even if the run folders have model.pt")

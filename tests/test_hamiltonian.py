@@ -76,6 +76,17 @@ def sparse_model():
     return m
 
 
+@pytest.fixture(scope="module")
+def sparse2_model():
+    """SPHNet's layout: every pair runs a first product, the gated pairs a second one."""
+    torch.manual_seed(2)
+    m = QHNet(atomic_numbers=(1, 6, 8), channels=8, num_layers=2, sparsity=0.7, pair_layers=2).double().eval()
+    with torch.no_grad():
+        m.pair_tp.gate.weight.normal_()
+        m.pair_tp2.gate.weight.normal_()
+    return m
+
+
 # ---------------------------------------------------------------------------- AO conventions
 @pytest.mark.parametrize("l", [1, 2])
 def test_change_of_basis_matches_pyscf_ao_values(l):
@@ -112,11 +123,12 @@ def _predict(m, graphs, seed=0):
     return m(collate(graphs, dtype=torch.float64))[K.HAMILTONIAN]
 
 
-@pytest.mark.parametrize("which", ["dense", "sparse", "sparse_train_random"])
+@pytest.mark.parametrize("which", ["dense", "sparse", "sparse_train_random", "sparse2",
+                                   "sparse2_train_random"])
 @pytest.mark.parametrize("improper", [False, True])
-def test_equivariance_blockwise_wigner_d(model, sparse_model, which, improper):
-    m = model if which == "dense" else sparse_model
-    m.train(which == "sparse_train_random")
+def test_equivariance_blockwise_wigner_d(model, sparse_model, sparse2_model, which, improper):
+    m = model if which == "dense" else sparse2_model if which.startswith("sparse2") else sparse_model
+    m.train(which.endswith("train_random"))
     try:
         atoms = _rattled("CH3CH2OH", 1)
         for _ in range(2):
@@ -145,18 +157,20 @@ def test_symmetric_and_padded(model):
     assert blocks.abs().max() > 1e-3
 
 
-def test_permutation(sparse_model):
+@pytest.mark.parametrize("fixture", ["sparse_model", "sparse2_model"])
+def test_permutation(fixture, request):
+    m = request.getfixturevalue(fixture)
     atoms = _rattled("CH3CH2OH", 3)
     perm = np.random.default_rng(0).permutation(len(atoms))
-    H = _full(_predict(sparse_model, [_graph(atoms)]).detach(), atoms.numbers)
-    Hp = _full(_predict(sparse_model, [_graph(atoms[perm])]).detach(), atoms.numbers[perm])
+    H = _full(_predict(m, [_graph(atoms)]).detach(), atoms.numbers)
+    Hp = _full(_predict(m, [_graph(atoms[perm])]).detach(), atoms.numbers[perm])
     naos = [ao_count(BASIS, int(z)) for z in atoms.numbers]
     starts = np.concatenate([[0], np.cumsum(naos)])
     ao_perm = np.concatenate([np.arange(starts[p], starts[p + 1]) for p in perm])
     torch.testing.assert_close(Hp, H[ao_perm][:, ao_perm], rtol=0, atol=1e-12)
 
 
-@pytest.mark.parametrize("fixture", ["model", "sparse_model"])
+@pytest.mark.parametrize("fixture", ["model", "sparse_model", "sparse2_model"])
 def test_batch_equals_single(fixture, request):
     m = request.getfixturevalue(fixture)
     mols = [_rattled("H2O", 4), _rattled("CH3CH2OH", 5), _rattled("H2O", 6)]
@@ -185,6 +199,28 @@ def test_sparsity_zero_equals_dense_and_open_gates():
         sparse.pair_gate.score.biases[-1].fill_(100.0)
         sparse.pair_tp.gate.k = sparse.pair_tp.gate.n_paths
     torch.testing.assert_close(_predict(sparse, atoms), _predict(dense, atoms), rtol=0, atol=1e-12)
+
+
+def test_two_pair_layers_gate_only_the_second_product():
+    """``pair_layers=2``: the pair gate changes the output only through the second product (every
+    pair runs the first one)."""
+    torch.manual_seed(6)
+    dense = QHNet(atomic_numbers=(1, 6, 8), channels=8, num_layers=1, pair_layers=2).double().eval()
+    sparse = QHNet(atomic_numbers=(1, 6, 8), channels=8, num_layers=1, pair_sparsity=0.7,
+                   pair_layers=2).double().eval()
+    missing, unexpected = sparse.load_state_dict(dense.state_dict(), strict=False)
+    assert not unexpected and missing and all(k.startswith("pair_gate.") for k in missing)
+    atoms = [_graph(_rattled("CH3CH2OH", 8))]
+    base = _predict(dense, atoms)
+    pruned = _predict(sparse, atoms)
+    assert (pruned - base).abs().max() > 1e-6
+    with torch.no_grad():  # zero the second product: the gate then has nothing to prune
+        for lin in (dense.pair_e, sparse.pair_e):
+            for w in lin.parameters():
+                w.zero_()
+    torch.testing.assert_close(_predict(sparse, atoms), _predict(dense, atoms), rtol=0, atol=1e-12)
+    with pytest.raises(EqtoolError, match="pair_layers"):
+        QHNet(atomic_numbers=(1, 6, 8), pair_layers=3)
 
 
 def test_pair_and_tp_sparsity_apart():
@@ -251,10 +287,12 @@ def test_model_file_without_onsite_env_loads_unchanged():
 
 
 # ---------------------------------------------------------------------------- files and errors
-def test_config_roundtrip_and_model_file(tmp_path, sparse_model):
+@pytest.mark.parametrize("fixture", ["sparse_model", "sparse2_model"])
+def test_config_roundtrip_and_model_file(tmp_path, fixture, request):
     from eqtool.models.files import load_model, save_model
     from eqtool.nn.sparse_gate import SparsityScheduler
 
+    sparse_model = request.getfixturevalue(fixture)
     SparsityScheduler(0, 0).apply(sparse_model, 0)  # fixed phase: the exported inference model
     rebuilt = build_model(**sparse_model.config)
     assert set(rebuilt.state_dict()) == set(sparse_model.state_dict())
@@ -263,6 +301,7 @@ def test_config_roundtrip_and_model_file(tmp_path, sparse_model):
     atoms = [_graph(_rattled("H2O", 9)), _graph(_rattled("CH3CH2OH", 9))]
     torch.testing.assert_close(_predict(loaded, atoms), _predict(sparse_model, atoms), rtol=0, atol=0)
     assert loaded.pair_tp.gate.phase == "fixed"
+    assert loaded.config["pair_layers"] == sparse_model.pair_layers
 
 
 def test_bad_input():

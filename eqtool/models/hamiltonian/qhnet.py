@@ -12,9 +12,12 @@ gates (Luo et al., ICML 2025, arXiv:2502.01171).
 3. Off-diagonal blocks for ordered pairs ``(i, j)``: a cheap part for every pair,
    ``R_a(r) Linear(h)_i + R_b(r) Linear(h)_j`` and ``R_Y(r) Y(r_ij)`` (``l <= 2 l_max`` of the basis),
    plus the pair tensor product ``(R_c(r) Linear(h)_i) (x) Linear(h)_j`` (all coupled irreps, 1e, 2o
-   and 3e included) -- the expensive part, which with ``sparsity > 0`` only the pairs kept by the
-   :class:`~eqtool.nn.sparse_gate.SparsePairGate` run (weighted by their gate), through a
-   :class:`~eqtool.nn.sparse_gate.SparseNodeTP` whose paths the three-phase schedule prunes.
+   and 3e included) -- the expensive part, through a :class:`~eqtool.nn.sparse_gate.SparseNodeTP`
+   whose paths the three-phase schedule prunes. Where the
+   :class:`~eqtool.nn.sparse_gate.SparsePairGate` acts depends on ``pair_layers``: with 1 only the
+   pairs it keeps run the product (weighted by their gate); with 2 (SPHNet's layout: the pair gate
+   sits in the second pair-construction layer only) every pair runs a first product and the kept
+   pairs add a second one, with its own weights, on top.
 4. ``H = S (B + B^T) / 2 + mean`` per block: symmetric (``H_ij = H_ji^T``), ``scale`` times the
    network output ``B`` plus a fitted per-element invariant diagonal ``mean``, then each element's
    AOs are taken out of the 14-AO layout (zero padding beyond its AO count).
@@ -124,6 +127,8 @@ class QHNet(nn.Module):
             e.g. to measure what each gate costs.
         tp_random_steps, tp_adaptive_steps: lengths (optimiser steps) of the ``random`` and
             ``adaptive`` phases of the TP-gate schedule (then ``fixed``).
+        pair_layers: pair tensor products summed per pair (1 or 2); the pair gate selects the
+            pairs of the last one, so with 2 every pair keeps a full first product.
         onsite_env: add the ``l <= 4`` neighbour environment to the on-site blocks (see the module
             docstring). Without it an sp3 carbon's on-site ``p``-``d`` and ``d``-``d`` blocks cannot be
             learned (ethanol: ~3000 µHa on-site error even when over-fitting one conformer).
@@ -138,13 +143,15 @@ class QHNet(nn.Module):
                  num_basis: int = 16, radial_mlp: Sequence[int] = (64,), avg_num_neighbors: float = 6.0,
                  sparsity: float = 0.0, tp_random_steps: int = 1000, tp_adaptive_steps: int = 2000,
                  onsite_env: bool = True, pair_sparsity: float | None = None,
-                 tp_sparsity: float | None = None):
+                 tp_sparsity: float | None = None, pair_layers: int = 1):
         super().__init__()
         basis = check_basis(basis)
         for name, value, lo in (("channels", channels, 1), ("lmax", lmax, 1), ("num_layers", num_layers, 1),
                                 ("num_basis", num_basis, 1), ("tp_random_steps", tp_random_steps, 0),
                                 ("tp_adaptive_steps", tp_adaptive_steps, 0)):
             _positive_int(name, value, lo)
+        if pair_layers not in (1, 2) or isinstance(pair_layers, bool):
+            raise EqtoolError(f"'pair_layers' must be 1 or 2, got {pair_layers!r}", source="model")
         pair_sparsity = sparsity if pair_sparsity is None else pair_sparsity
         tp_sparsity = sparsity if tp_sparsity is None else tp_sparsity
         for name, value in (("sparsity", sparsity), ("pair_sparsity", pair_sparsity),
@@ -204,8 +211,13 @@ class QHNet(nn.Module):
         self.pair_b = IrrepsLinear(hidden.irs, c, hidden)
         self.pair_c = IrrepsLinear(hidden.irs, c, hidden)
         self.pair_d = IrrepsLinear(hidden.irs, c, hidden)
-        self.pair_radial = MLP([num_basis, *radial_mlp, (3 * n_irs + l_pair + 1) * c])
+        self.pair_layers = pair_layers
+        self.pair_radial = MLP([num_basis, *radial_mlp, ((2 + pair_layers) * n_irs + l_pair + 1) * c])
         self.pair_tp = SparseNodeTP(hidden.irs, hidden.irs, exp_irs, tp_sparsity)
+        if pair_layers == 2:  # the gated second product: its own node linears and TP-gate
+            self.pair_e = IrrepsLinear(hidden.irs, c, hidden)
+            self.pair_f = IrrepsLinear(hidden.irs, c, hidden)
+            self.pair_tp2 = SparseNodeTP(hidden.irs, hidden.irs, exp_irs, tp_sparsity)
         self.pair_gate = SparsePairGate(2 * c + num_basis, pair_sparsity)
         self.pair_expansion = BlockExpansion(hidden.irs + self.pair_irs_y + self.pair_tp.irs_out, c,
                                              n_el * n_el)
@@ -222,6 +234,7 @@ class QHNet(nn.Module):
             "sparsity": float(sparsity), "tp_random_steps": tp_random_steps,
             "tp_adaptive_steps": tp_adaptive_steps, "onsite_env": self.onsite_env,
             "pair_sparsity": float(pair_sparsity), "tp_sparsity": float(tp_sparsity),
+            "pair_layers": pair_layers,
         }
 
     @property
@@ -269,16 +282,23 @@ class QHNet(nn.Module):
             diag = diag + self.env_expansion(env, elem)  # [N, 14, 14]
         # ---- off-diagonal blocks [E, 14, 14]
         n_irs = len(self.hidden.irs)
-        rw = self.pair_radial(radial).view(E, -1, c)  # [E, 3 n_irs + l_pair + 1, C]
-        ra, rb, rc, ry = rw.split([n_irs, n_irs, n_irs, rw.shape[1] - 3 * n_irs], dim=1)
+        L = self.pair_layers
+        rw = self.pair_radial(radial).view(E, -1, c)  # [E, (2 + L) n_irs + l_pair + 1, C]
+        ra, rb, rc, rc2, ry = rw.split([n_irs, n_irs, n_irs, (L - 1) * n_irs,
+                                        rw.shape[1] - (2 + L) * n_irs], dim=1)
         rows = self.irrep_of_row
         cheap = self.pair_a(h)[i] * ra[:, rows] + self.pair_b(h)[j] * rb[:, rows]  # [E, D, C]
         y = pair_y.unsqueeze(-1) * ry[:, self.l_of_y_row]  # [E, D_Y, C]
         xi = self.pair_c(h)[i] * rc[:, rows]  # [E, D, C]
         xj = self.pair_d(h)[j]
         keep, weight = self._kept_pairs(h, i, j, radial, batch[K.BATCH])
-        tp = self.pair_tp(xi[keep], xj[keep]) * weight[:, None, None].to(h.dtype)  # [K, D_tp, C]
-        tp_full = h.new_zeros(E, tp.shape[1], c).index_copy(0, keep, tp)  # [E, D_tp, C]
+        if L == 1:  # the pair gate decides who runs the only product
+            tp = self.pair_tp(xi[keep], xj[keep]) * weight[:, None, None].to(h.dtype)  # [K, D_tp, C]
+            tp_full = h.new_zeros(E, tp.shape[1], c).index_copy(0, keep, tp)  # [E, D_tp, C]
+        else:  # every pair runs the first product, the kept ones add the second
+            x2i = self.pair_e(h)[i[keep]] * rc2[keep][:, rows]  # [K, D, C]
+            tp2 = self.pair_tp2(x2i, self.pair_f(h)[j[keep]]) * weight[:, None, None].to(h.dtype)
+            tp_full = self.pair_tp(xi, xj).index_add(0, keep, tp2)  # [E, D_tp, C]
         pair_type = elem[i] * n_el + elem[j]
         offd = self.pair_expansion(torch.cat([cheap, y, tp_full], dim=1), pair_type)  # [E, 14, 14]
         # ---- assemble [Q, 14, 14]: symmetrise, scale, add the mean, take each element's AOs
