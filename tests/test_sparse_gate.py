@@ -81,6 +81,37 @@ def test_tp_gate_phases():
     assert gate()[0].tolist() == frozen
 
 
+def test_tp_gate_keeps_a_path_of_every_required_group():
+    """Grouped paths: each group keeps its best path in every phase, the rest go by |weight|."""
+    torch.manual_seed(0)
+    groups = [-1] * 10 + [0, 0, 1] + [-1] * 7  # paths 10, 11 (group 0) and 12 (group 1) have low weights
+    gate = SparseTPGate(20, 0.7, groups)
+    gate.train()
+    for _ in range(20):  # random phase: random draws, never without groups 0 and 1
+        active = gate()[0].tolist()
+        assert len(active) == 6 and 12 in active and {10, 11} & set(active)
+    with torch.no_grad():
+        gate.weight.copy_(torch.linspace(2.0, 0.1, 20))  # paths 0-5 would be the plain top 6
+        gate.weight[10], gate.weight[11] = 0.2, 0.5  # 11: the better path of group 0
+    gate.set_phase("fixed")
+    assert gate()[0].tolist() == [0, 1, 2, 3, 11, 12]
+    with pytest.raises(ValueError, match="required groups"):
+        SparseTPGate(10, 0.9, [0, 1] + [-1] * 8)
+
+
+def test_sparse_node_tp_required_irreps_survive_pruning():
+    tp = SparseNodeTP(IRS, IRS, TARGET, 0.7, required=["1e"])
+    with torch.no_grad():
+        tp.gate.weight.copy_(torch.arange(tp.n_paths, dtype=torch.float32) + 1)
+        for p, ir in enumerate(tp.irs_out):  # every 1e path at the bottom of the ranking
+            if str(ir) == "1e":
+                tp.gate.weight[p] = 1e-3
+    tp.gate.set_phase("fixed")
+    assert any(str(tp.irs_out[p]) == "1e" for p in tp.gate()[0].tolist())
+    with pytest.raises(ValueError, match="no path"):
+        SparseNodeTP(IRS, IRS, TARGET, 0.7, required=["4o"])
+
+
 def test_tp_gate_state_is_saved():
     g1 = SparseTPGate(10, 0.5)
     with torch.no_grad():

@@ -4,7 +4,9 @@
   descriptors; per system only the top ``ceil((1 - sparsity) * n_pairs)`` pairs are kept (they run
   the expensive tensor product) and the kept pairs are weighted by their score (so the gate learns).
 * :class:`SparseTPGate` -- a learnable weight per Clebsch-Gordan path of a tensor product; only the
-  top ``ceil((1 - sparsity) * n_paths)`` paths are computed, each scaled by its weight.
+  top ``ceil((1 - sparsity) * n_paths)`` paths are computed, each scaled by its weight. Paths can be
+  grouped by an output irrep that must not vanish (e.g. one nothing else in the model produces):
+  each such group keeps its best path, and the top paths fill the remaining places.
 * :class:`SparsityScheduler` -- the paper's three phases for the TP gates, by training step:
   ``random`` (a fresh random subset of paths every step, so every path is trained), ``adaptive``
   (the top paths by ``|weight|``, re-selected every step), ``fixed`` (the selection is frozen in a
@@ -19,8 +21,10 @@ All gates are functions of invariants (scores, path weights), so they keep equiv
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
+from e3nn import o3
 from torch import nn
 
 from eqtool.nn.mlp import MLP
@@ -95,18 +99,30 @@ class SparseTPGate(nn.Module):
     * training, ``adaptive`` -- and evaluation before ``fixed``: the top ``k`` by ``|weight|``;
     * ``fixed``: the frozen buffer :attr:`mask` (set once by :meth:`freeze`).
 
+    With ``groups``, the ``k`` paths always include the best (by the same ranking: ``|weight|``, or
+    the random draw) of each required group.
+
     Buffers ``phase_index`` (0/1/2) and ``mask`` are saved in ``state_dict`` (and checkpoints).
 
     Args:
         n_paths: number of CG paths.
         sparsity: fraction of paths pruned, in [0, 1).
+        groups: per path, the index of the required group it belongs to (``-1``: none), e.g. its
+            output irrep when that irrep has no other source; at most ``k`` groups.
     """
 
-    def __init__(self, n_paths: int, sparsity: float):
+    def __init__(self, n_paths: int, sparsity: float, groups: Sequence[int] | None = None):
         super().__init__()
         self.sparsity = _check_sparsity(sparsity)
         self.n_paths = int(n_paths)
         self.k = n_keep(self.n_paths, self.sparsity)
+        groups = [-1] * self.n_paths if groups is None else [int(g) for g in groups]
+        if len(groups) != self.n_paths:
+            raise ValueError(f"groups has {len(groups)} entries for {self.n_paths} paths")
+        if len({g for g in groups if g >= 0}) > self.k:
+            raise ValueError(f"{len({g for g in groups if g >= 0})} required groups do not fit in the "
+                             f"{self.k} paths kept at sparsity {self.sparsity}")
+        self.groups = groups
         self.weight = nn.Parameter(torch.ones(self.n_paths)) if self.sparsity > 0 else None
         self.register_buffer("phase_index", torch.zeros((), dtype=torch.long))
         self.register_buffer("mask", torch.ones(self.n_paths, dtype=torch.bool))
@@ -124,11 +140,23 @@ class SparseTPGate(nn.Module):
         self.phase_index.fill_(PHASES.index(phase))
 
     def top_paths(self) -> torch.Tensor:
-        """The ``k`` paths of largest ``|weight|`` (ties to the lower index), sorted."""
+        """The ``k`` paths of largest ``|weight|`` (ties to the lower index) covering every group, sorted."""
         if self.weight is None:
             return torch.arange(self.n_paths, device=self.mask.device)
-        order = torch.argsort(self.weight.detach().abs(), descending=True, stable=True)
-        return order[: self.k].sort().values
+        return self._select(torch.argsort(self.weight.detach().abs(), descending=True, stable=True))
+
+    def _select(self, order: torch.Tensor) -> torch.Tensor:
+        """The first path of ``order`` in each required group, then the next ones in ``order`` up to ``k``."""
+        ranked = order.tolist()
+        chosen, seen = [], set()
+        for p in ranked:
+            g = self.groups[p]
+            if g >= 0 and g not in seen:
+                seen.add(g)
+                chosen.append(p)
+        taken = set(chosen)
+        chosen += [p for p in ranked if p not in taken][: self.k - len(chosen)]
+        return torch.tensor(sorted(chosen), dtype=torch.long, device=order.device)
 
     @torch.no_grad()
     def freeze(self) -> None:
@@ -145,7 +173,7 @@ class SparseTPGate(nn.Module):
         if phase == "fixed":
             active = self.mask.nonzero().squeeze(-1)
         elif phase == "random" and self.training:
-            active = torch.randperm(self.n_paths, device=self.mask.device)[: self.k].sort().values
+            active = self._select(torch.randperm(self.n_paths, device=self.mask.device))
         else:
             active = self.top_paths()
         return active, self.weight
@@ -160,15 +188,21 @@ class SparseNodeTP(nn.Module):
     ``forward(x [N, D1, C], y [N, D2, C]) -> [N, D_paths, C]`` with irreps :attr:`irs_out`;
     inactive paths are zero and active path ``p`` is scaled by ``weight[p]``. Only the index pairs
     ``(I, J)`` and output rows of active paths are computed. With ``sparsity = 0`` this equals
-    ``NodeTP`` exactly.
+    ``NodeTP`` exactly. ``required``: output irreps that keep at least one path (those the model gets
+    from nowhere else; pruning all their paths would zero that part of the output for good).
     """
 
-    def __init__(self, irs1, irs2, irs_target, sparsity: float = 0.0):
+    def __init__(self, irs1, irs2, irs_target, sparsity: float = 0.0, required: Sequence = ()):
         super().__init__()
         self.tp = NodeTP(irs1, irs2, irs_target)
         self.irs_out = self.tp.irs_out
         self.n_paths = self.tp.n_paths
-        self.gate = SparseTPGate(self.n_paths, sparsity)
+        need = [o3.Irrep(ir) for ir in required]
+        missing = [str(ir) for ir in need if ir not in self.irs_out]
+        if missing:
+            raise ValueError(f"required irreps {missing} have no path")
+        groups = [need.index(ir) if ir in need else -1 for ir in self.irs_out]
+        self.gate = SparseTPGate(self.n_paths, sparsity, groups)
         self._fixed_cache: tuple | None = None
 
     def _pruned(self, active: torch.Tensor, like: torch.Tensor):

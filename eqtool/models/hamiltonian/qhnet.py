@@ -213,11 +213,13 @@ class QHNet(nn.Module):
         self.pair_d = IrrepsLinear(hidden.irs, c, hidden)
         self.pair_layers = pair_layers
         self.pair_radial = MLP([num_basis, *radial_mlp, ((2 + pair_layers) * n_irs + l_pair + 1) * c])
-        self.pair_tp = SparseNodeTP(hidden.irs, hidden.irs, exp_irs, tp_sparsity)
+        # block irreps the cheap part cannot give (1e, 2o, 3e: unnatural parity) keep a TP path each
+        tp_only = [ir for ir in exp_irs if ir not in hidden.irs and ir not in self.pair_irs_y]
+        self.pair_tp = SparseNodeTP(hidden.irs, hidden.irs, exp_irs, tp_sparsity, required=tp_only)
         if pair_layers == 2:  # the gated second product: its own node linears and TP-gate
             self.pair_e = IrrepsLinear(hidden.irs, c, hidden)
             self.pair_f = IrrepsLinear(hidden.irs, c, hidden)
-            self.pair_tp2 = SparseNodeTP(hidden.irs, hidden.irs, exp_irs, tp_sparsity)
+            self.pair_tp2 = SparseNodeTP(hidden.irs, hidden.irs, exp_irs, tp_sparsity, required=tp_only)
         self.pair_gate = SparsePairGate(2 * c + num_basis, pair_sparsity)
         self.pair_expansion = BlockExpansion(hidden.irs + self.pair_irs_y + self.pair_tp.irs_out, c,
                                              n_el * n_el)
