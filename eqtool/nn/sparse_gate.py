@@ -119,9 +119,10 @@ class SparseTPGate(nn.Module):
         groups = [-1] * self.n_paths if groups is None else [int(g) for g in groups]
         if len(groups) != self.n_paths:
             raise ValueError(f"groups has {len(groups)} entries for {self.n_paths} paths")
-        if len({g for g in groups if g >= 0}) > self.k:
-            raise ValueError(f"{len({g for g in groups if g >= 0})} required groups do not fit in the "
-                             f"{self.k} paths kept at sparsity {self.sparsity}")
+        n_groups = len({g for g in groups if g >= 0})
+        if n_groups > self.k:
+            raise ValueError(f"{n_groups} required groups do not fit in the {self.k} paths kept at "
+                             f"sparsity {self.sparsity}")
         self.groups = groups
         self.weight = nn.Parameter(torch.ones(self.n_paths)) if self.sparsity > 0 else None
         self.register_buffer("phase_index", torch.zeros((), dtype=torch.long))

@@ -294,12 +294,13 @@ class QHNet(nn.Module):
         xi = self.pair_c(h)[i] * rc[:, rows]  # [E, D, C]
         xj = self.pair_d(h)[j]
         keep, weight = self._kept_pairs(h, i, j, radial, batch[K.BATCH])
+        gate = weight[:, None, None].to(h.dtype)  # [K, 1, 1]
         if L == 1:  # the pair gate decides who runs the only product
-            tp = self.pair_tp(xi[keep], xj[keep]) * weight[:, None, None].to(h.dtype)  # [K, D_tp, C]
+            tp = self.pair_tp(xi[keep], xj[keep]) * gate  # [K, D_tp, C]
             tp_full = h.new_zeros(E, tp.shape[1], c).index_copy(0, keep, tp)  # [E, D_tp, C]
         else:  # every pair runs the first product, the kept ones add the second
             x2i = self.pair_e(h)[i[keep]] * rc2[keep][:, rows]  # [K, D, C]
-            tp2 = self.pair_tp2(x2i, self.pair_f(h)[j[keep]]) * weight[:, None, None].to(h.dtype)
+            tp2 = self.pair_tp2(x2i, self.pair_f(h)[j[keep]]) * gate  # [K, D_tp, C]
             tp_full = self.pair_tp(xi, xj).index_add(0, keep, tp2)  # [E, D_tp, C]
         pair_type = elem[i] * n_el + elem[j]
         offd = self.pair_expansion(torch.cat([cheap, y, tp_full], dim=1), pair_type)  # [E, 14, 14]
