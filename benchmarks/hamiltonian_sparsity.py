@@ -1,25 +1,26 @@
 """SPHNet sparse gates: forward time and H MAE of QHNet at sparsity 0 (dense) and 0.7, side by side.
 
-Run (one CPU core; ~5 minutes with the defaults: 2 x ~2 min training, 1 min PySCF)::
+Run (one CPU core; with the defaults ~40 minutes: 4 models, then the timings)::
 
-    OMP_NUM_THREADS=1 python benchmarks/hamiltonian_sparsity.py
-    OMP_NUM_THREADS=1 python benchmarks/hamiltonian_sparsity.py --epochs 200      # longer training
-    python benchmarks/hamiltonian_sparsity.py --dense D.pt --sparse S.pt          # your own models
+    OMP_NUM_THREADS=1 python data/make_hamiltonian_hexanol.py        # once: the >= 18-atom set (~40 min)
+    OMP_NUM_THREADS=1 python benchmarks/hamiltonian_sparsity.py --epochs 300 --pair-layers 2 --tp2-sparsity 0
+    python benchmarks/hamiltonian_sparsity.py ... --train-only hexanol/sparse   # one model (run in parallel)
 
-1. Models: unless ``--dense``/``--sparse`` are given, two models are trained with
-   ``recipes/hamiltonian/water-ethanol.yaml`` (the shipped model's recipe: 32 channels, 3 layers,
-   ``lmax`` 2) on the ethanol training conformers of ``data/water_ethanol_svp.h5`` only, with the
-   same budget (``--epochs`` epochs, same seed), one with ``model.kwargs.sparsity: 0`` and one with
-   ``0.7`` (SPHNet's three-phase TP-gate schedule compressed to the budget: random for 15 %,
-   adaptive for 30 % of the steps, then fixed). Run folders go to ``--run-root``.
-2. H MAE (µHa, all / on-site / off-site blocks) on the 20 held-out ethanol conformers, and on a
-   molecule of >= 18 atoms (1-hexanol, 21 atoms, 168 AOs; RDKit ETKDG + MMFF geometry) against a
-   PySCF B3LYP/def2-SVP label computed once and cached in ``--run-root`` (``--no-dft`` skips it;
-   then that row is timing only). The models never saw hexanol: its MAE shows transfer, not fit.
+1. Models: for each molecule, two models trained with ``recipes/hamiltonian/water-ethanol.yaml``
+   (the shipped model's recipe: 32 channels, 3 layers, ``lmax`` 2) on that molecule's training
+   conformers only, with the same budget and seed: one with ``model.kwargs.sparsity: 0`` and one
+   with ``0.7`` (SPHNet's three-phase TP-gate schedule compressed to the budget: by default random
+   for 15 % and adaptive for 30 % of the steps, ``--schedule``, then fixed). Molecules: ethanol
+   (9 atoms; the ethanol conformers of ``data/water_ethanol_svp.h5``, 160/20/20) and 1-hexanol
+   (21 atoms, 168 AOs; ``data/hexanol_svp.h5`` from ``data/make_hamiltonian_hexanol.py``,
+   48/6/6). ``--epochs`` is the ethanol budget; hexanol gets the same number of optimiser steps
+   at ``--big-batch-size``. Run folders go to ``--run-root`` and are reused (``--retrain``).
+2. H MAE (µHa, all / on-site / off-site blocks of the full matrices) on each molecule's test split.
 3. Forward time (median of ``--repeats`` no-grad calls, float32, one thread): the whole model, and
-   the pair tensor product alone (``model.pair_tp``, timed with forward hooks; with sparsity the
-   pair gate that selects the pairs, ``model.pair_gate``, is timed too and included in "TP+gate").
-   Ethanol is timed as a batch of ``--ethanol-batch`` conformers, hexanol as one molecule.
+   the tensor-product work: the pair products (``model.pair_tp``, and ``model.pair_tp2`` with two
+   pair layers) plus, for the sparse model, the pair gate that selects the pairs
+   (``model.pair_gate``), timed with forward hooks. Timed on the first ``--ethanol-batch`` ethanol
+   and ``--big-batch`` hexanol test conformers as one batch each.
 """
 
 from __future__ import annotations
@@ -41,11 +42,11 @@ import numpy as np  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "data" / "water_ethanol_svp.h5"
 RECIPE = ROOT / "recipes" / "hamiltonian" / "water-ethanol.yaml"
-BIG_SMILES, BIG_NAME = "CCCCCCO", "1-hexanol"
+BIG = ROOT / "data" / "hexanol_svp.h5"
 
 
-def ethanol_split(run_root: Path) -> tuple[Path, list[int]]:
-    """A split file with only the ethanol conformers of the shipped split; returns it and the test indices."""
+def ethanol_split(run_root: Path) -> Path:
+    """A split file with only the ethanol conformers of the shipped split."""
     from eqtool.data.datamodule import open_structures
 
     split = json.loads(DATA.with_suffix(".split.json").read_text())
@@ -54,68 +55,58 @@ def ethanol_split(run_root: Path) -> tuple[Path, list[int]]:
            for k in ("train", "val", "test")}
     path = run_root / "ethanol.split.json"
     path.write_text(json.dumps(eth))
-    return path, eth["test"]
+    return path
 
 
-def train(sparsity: float, args, split: Path, log) -> Path:
-    """Train one model with the shipped recipe on ethanol; return its ``model.pt``."""
+def run_dir(molecule: str, kind: str, args) -> Path:
+    """``--run-root/[hexanol-]sparsity-<s>[-pair..-tp..-tp2..][-layers2]``."""
+    parts = ({"pair": args.pair_sparsity, "tp": args.tp_sparsity, "tp2": args.tp2_sparsity}
+             if kind == "sparse" else {})
+    name = f"sparsity-{0.7 if kind == 'sparse' else 0:g}"
+    name += "".join(f"-{k}{v:g}" for k, v in parts.items() if v is not None)
+    name += f"-layers{args.pair_layers}" if args.pair_layers != 1 else ""
+    if kind == "sparse" and tuple(args.schedule) != (0.15, 0.30):
+        name += "-schedule{:g}-{:g}".format(*args.schedule)
+    return args.run_root / (name if molecule == "ethanol" else f"{molecule}-{name}")
+
+
+def train(molecule: str, kind: str, data: Path, split: Path, args, log) -> Path:
+    """Train one model with the shipped recipe on ``molecule`` alone; return its ``model.pt``."""
     from eqtool.config import load_config
     from eqtool.train import train as run_training
 
-    parts = {"pair": args.pair_sparsity, "tp": args.tp_sparsity} if sparsity > 0 else {}
-    extra = "".join(f"-{k}{v:g}" for k, v in parts.items() if v is not None)
-    extra += f"-layers{args.pair_layers}" if args.pair_layers != 1 else ""
-    run_dir = args.run_root / f"sparsity-{sparsity:g}{extra}"
-    if (run_dir / "model.pt").is_file() and not args.retrain:
-        log(f"reusing {run_dir / 'model.pt'} (--retrain to train again)")
-        return run_dir / "model.pt"
-    steps = args.epochs * int(np.ceil(160 / args.batch_size))  # 160 ethanol training conformers
+    out = run_dir(molecule, kind, args)
+    if (out / "model.pt").is_file() and not args.retrain:
+        log(f"reusing {out / 'model.pt'} (--retrain to train again)")
+        return out / "model.pt"
+    n_train = len(json.loads(split.read_text())["train"])
+    eth_steps = args.epochs * int(np.ceil(160 / args.batch_size))  # 160 ethanol training conformers
+    bs = args.batch_size if molecule == "ethanol" else args.big_batch_size
+    per_epoch = int(np.ceil(n_train / bs))
+    epochs = max(1, round(eth_steps / per_epoch))
+    steps = epochs * per_epoch
+    sparsity = 0.7 if kind == "sparse" else 0.0
+    parts = {"pair": args.pair_sparsity, "tp": args.tp_sparsity, "tp2": args.tp2_sparsity}
     overrides = [
-        f"data.split={split}", f"data.batch_size={args.batch_size}", f"model.kwargs.sparsity={sparsity}",
+        f"data.path={data}", f"data.split={split}", f"data.batch_size={bs}",
+        f"model.kwargs.sparsity={sparsity}",
         f"model.kwargs.channels={args.channels}", f"model.kwargs.pair_layers={args.pair_layers}",
-        f"model.kwargs.tp_random_steps={int(0.15 * steps)}",
-        f"model.kwargs.tp_adaptive_steps={int(0.30 * steps)}", f"trainer.max_epochs={args.epochs}",
-        *(f"model.kwargs.{k}_sparsity={v}" for k, v in parts.items() if v is not None),
+        f"model.kwargs.tp_random_steps={int(args.schedule[0] * steps)}",
+        f"model.kwargs.tp_adaptive_steps={int(args.schedule[1] * steps)}", f"trainer.max_epochs={epochs}",
+        *(f"model.kwargs.{k}_sparsity={v}" for k, v in parts.items() if v is not None and sparsity > 0),
         "trainer.max_time=null", "trainer.check_val_every=5", "trainer.log_every=10",
         f"trainer.checkpoint_every_steps={10 * steps}", f"trainer.seed={args.seed}",
     ]
-    cfg = load_config(RECIPE, overrides, run_dir=str(run_dir))
+    cfg = load_config(RECIPE, overrides, run_dir=str(out))
     t0 = time.perf_counter()
-    if run_dir.exists() and args.retrain:
+    if out.exists() and args.retrain:
         import shutil
 
-        shutil.rmtree(run_dir)
+        shutil.rmtree(out)
     run_training(cfg, log=lambda msg: None)
-    log(f"trained sparsity {sparsity:g}: {args.epochs} epochs ({steps} steps) in "
-        f"{time.perf_counter() - t0:.0f} s -> {run_dir}")
-    return run_dir / "model.pt"
-
-
-def big_molecule(run_root: Path, dft: bool, log):
-    """``(AtomGraph, fock or None)`` of 1-hexanol; the B3LYP/def2-SVP label is cached as .npz."""
-    from rdkit import Chem
-    from rdkit.Chem import AllChem
-
-    from eqtool.data.graph import AtomGraph
-
-    mol = Chem.AddHs(Chem.MolFromSmiles(BIG_SMILES))
-    AllChem.EmbedMolecule(mol, randomSeed=0)
-    AllChem.MMFFOptimizeMolecule(mol)
-    z = np.array([a.GetAtomicNum() for a in mol.GetAtoms()], dtype=np.int64)
-    pos = np.asarray(mol.GetConformer().GetPositions(), dtype=np.float64)
-    graph = AtomGraph(pos, z, info={"name": BIG_NAME})
-    if not dft:
-        return graph, None
-    cache = run_root / "hexanol_b3lyp_def2svp.npz"
-    if cache.is_file() and np.allclose(np.load(cache)["positions"], pos, atol=1e-8):
-        return graph, np.load(cache)["fock"]
-    from eqtool.dft.pyscf_tools import build_mol, run_rks
-
-    t0 = time.perf_counter()
-    r = run_rks(build_mol(z, pos), conv_tol=1e-9)
-    np.savez(cache, fock=r.fock, positions=pos)
-    log(f"{BIG_NAME}: B3LYP/def2-SVP label in {time.perf_counter() - t0:.0f} s ({r.cycles} cycles), cached")
-    return graph, r.fock
+    log(f"trained {molecule}/{kind}: {epochs} epochs ({steps} steps, batch {bs}) in "
+        f"{time.perf_counter() - t0:.0f} s -> {out}")
+    return out / "model.pt"
 
 
 def h_mae(model, graphs, focks) -> dict[str, float]:
@@ -181,17 +172,35 @@ def time_forward(model, graphs, repeats: int) -> dict[str, float]:
             "pairs": n_pairs}
 
 
+def test_set(data: Path, split: Path):
+    """``(graphs, full Fock matrices)`` of the test split."""
+    from eqtool.data import keys as K
+    from eqtool.data.datamodule import open_structures
+    from eqtool.dft.basis import matrix_from_blocks
+
+    full = open_structures(data)
+    graphs = [full[i] for i in json.loads(split.read_text())["test"]]
+    return graphs, [matrix_from_blocks(np.asarray(g.labels[K.HAMILTONIAN]), g.atomic_numbers) for g in graphs]
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--dense", type=Path, help="model file at sparsity 0 (skip training)")
-    p.add_argument("--sparse", type=Path, help="model file at sparsity > 0 (skip training)")
+    p.add_argument("--dense", type=Path, help="ethanol model file at sparsity 0 (skip its training)")
+    p.add_argument("--sparse", type=Path, help="ethanol model file at sparsity > 0 (skip its training)")
     p.add_argument("--epochs", type=int, default=35,
-                   help="training epochs per model (160 ethanol conformers, 20 steps an epoch)")
-    p.add_argument("--batch-size", type=int, default=8)
+                   help="ethanol training epochs per model (160 conformers, 20 steps an epoch); "
+                        "hexanol gets the same number of steps")
+    p.add_argument("--batch-size", type=int, default=8, help="ethanol batch size")
+    p.add_argument("--big-batch-size", type=int, default=4, help="hexanol batch size")
     p.add_argument("--pair-sparsity", type=float, default=None,
                    help="the sparse model's pair-gate sparsity alone (default: 0.7 like the TP gate)")
     p.add_argument("--tp-sparsity", type=float, default=None,
                    help="the sparse model's TP-gate sparsity alone (default: 0.7 like the pair gate)")
+    p.add_argument("--tp2-sparsity", type=float, default=None,
+                   help="TP-gate sparsity of the second, pair-gated product (--pair-layers 2; default: "
+                        "as --tp-sparsity)")
+    p.add_argument("--schedule", type=float, nargs=2, default=(0.15, 0.30), metavar=("RANDOM", "ADAPTIVE"),
+                   help="fractions of the training steps in the random and adaptive TP-gate phases")
     p.add_argument("--channels", type=int, default=32)
     p.add_argument("--pair-layers", type=int, default=1, choices=(1, 2),
                    help="2: SPHNet's layout, every pair runs a first product and the pair gate picks "
@@ -199,17 +208,17 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--run-root", type=Path, default=ROOT / "runs" / "hamiltonian-sparsity")
     p.add_argument("--retrain", action="store_true", help="train again even if the run folders have model.pt")
+    models = [f"{m}/{k}" for m in ("ethanol", "hexanol") for k in ("dense", "sparse")]
+    p.add_argument("--train-only", choices=models,
+                   help="train this one model and stop (to train several in parallel)")
     p.add_argument("--repeats", type=int, default=20, help="timed forward calls per model and molecule")
     p.add_argument("--ethanol-batch", type=int, default=16, help="ethanol conformers per timed forward")
-    p.add_argument("--no-dft", action="store_true", help=f"no PySCF label for {BIG_NAME}: time only")
+    p.add_argument("--big-batch", type=int, default=4, help="hexanol conformers per timed forward")
     p.add_argument("--json", type=Path, help="also write the results here")
     args = p.parse_args(argv)
     sys.path.insert(0, str(ROOT))
     import torch
 
-    from eqtool.data import keys as K
-    from eqtool.data.datamodule import open_structures
-    from eqtool.dft.basis import matrix_from_blocks
     from eqtool.models.files import load_model
 
     torch.set_num_threads(1)
@@ -218,45 +227,53 @@ def main(argv=None) -> int:
     def log(msg):
         print(f"[{time.perf_counter() - t_start:6.0f} s] {msg}", flush=True)
 
+    if not BIG.is_file():
+        p.error(f"{BIG} is missing: run data/make_hamiltonian_hexanol.py first (~40 min on one core)")
     args.run_root.mkdir(parents=True, exist_ok=True)
-    split, test_idx = ethanol_split(args.run_root)
-    paths = {"dense": args.dense or train(0.0, args, split, log),
-             "sparse": args.sparse or train(0.7, args, split, log)}
-    models = {k: load_model(v, dtype=torch.float32).eval() for k, v in paths.items()}
-    for k, m in models.items():
-        gate = m.pair_tp.gate
-        log(f"{k}: {paths[k]} (sparsity {m.sparsity:g}, {sum(x.numel() for x in m.parameters())} parameters, "
-            f"{gate.k if gate.weight is not None else gate.n_paths} of {gate.n_paths} CG paths)")
-    full = open_structures(DATA)
-    eth = [full[i] for i in test_idx]
-    eth_focks = [matrix_from_blocks(np.asarray(g.labels[K.HAMILTONIAN]), g.atomic_numbers) for g in eth]
-    big, big_fock = big_molecule(args.run_root, not args.no_dft, log)
-    cases = {"ethanol": (eth, eth_focks, eth[: args.ethanol_batch]),
-             BIG_NAME: ([big], None if big_fock is None else [big_fock], [big])}
+    sets = {"ethanol": (DATA, ethanol_split(args.run_root)), "hexanol": (BIG, BIG.with_suffix(".split.json"))}
+    given = {"ethanol/dense": args.dense, "ethanol/sparse": args.sparse}
+    paths = {}
+    for mol, (data, split) in sets.items():
+        for kind in ("dense", "sparse"):
+            key = f"{mol}/{kind}"
+            if args.train_only and key != args.train_only:
+                continue
+            paths[key] = given.get(key) or train(mol, kind, data, split, args, log)
+    if args.train_only:
+        return 0
     res: dict = {}
-    for name, (graphs, focks, timed) in cases.items():
-        for k, m in models.items():
+    for mol, (data, split) in sets.items():
+        graphs, focks = test_set(data, split)
+        timed = graphs[: args.ethanol_batch if mol == "ethanol" else args.big_batch]
+        for kind in ("dense", "sparse"):
+            m = load_model(paths[f"{mol}/{kind}"], dtype=torch.float32).eval()
+            gate = m.pair_tp.gate
+            log(f"{mol}/{kind}: {paths[f'{mol}/{kind}']} (sparsity {m.sparsity:g}, "
+                f"{sum(x.numel() for x in m.parameters())} parameters, "
+                f"{gate.k if gate.weight is not None else gate.n_paths} of {gate.n_paths} CG paths)")
             r = time_forward(m, timed, args.repeats)
-            if focks is not None:
-                r.update({f"h_mae_{s}": v for s, v in h_mae(m, graphs, focks).items()})
-            res[f"{name}/{k}"] = r
+            r.update({f"h_mae_{s}": v for s, v in h_mae(m, graphs, focks).items()})
+            r["n_test"], r["n_atoms"], r["n_timed"] = len(graphs), timed[0].n_atoms, len(timed)
+            res[f"{mol}/{kind}"] = r
     log("done")
     # ---- table
-    cols = [("forward_ms", "forward ms"), ("tp_ms", "pair TP ms"), ("tp_gate_ms", "TP+gate ms"),
-            ("tp_pairs", "TP pairs"), ("h_mae_all", "H MAE µHa"), ("h_mae_diag", "on-site"),
+    cols = [("forward_ms", "forward ms"), ("tp_ms", "pair TPs ms"), ("tp_gate_ms", "TPs+gate ms"),
+            ("tp_pairs", "TP rows"), ("h_mae_all", "H MAE µHa"), ("h_mae_diag", "on-site"),
             ("h_mae_offdiag", "off-site")]
-    print(f"\nQHNet sparsity 0 (dense) vs {models['sparse'].sparsity:g} (sparse); ratio = sparse / dense")
-    print(f"{'molecule':<22}{'quantity':<12}{'dense':>11}{'sparse':>11}{'ratio':>8}")
-    for name, (_, _, timed) in cases.items():
-        d, s = res[f"{name}/dense"], res[f"{name}/sparse"]
-        label = f"{name} ({timed[0].n_atoms} at. x{len(timed)})"
+    print("\nQHNet sparsity 0 (dense) vs 0.7 (sparse); ratio = sparse / dense")
+    print(f"{'molecule':<26}{'quantity':<13}{'dense':>11}{'sparse':>11}{'ratio':>8}")
+    for mol in sets:
+        d, s = res[f"{mol}/dense"], res[f"{mol}/sparse"]
+        label = f"{mol} ({d['n_atoms']} at., x{d['n_timed']})"
         for key, title in cols:
-            if key not in d:
-                continue
             ratio = s[key] / d[key] if d[key] else float("nan")
             fmt = "{:>11.0f}" if key.startswith(("h_mae", "tp_pairs")) else "{:>11.2f}"
-            print(f"{label:<22}{title:<12}" + fmt.format(d[key]) + fmt.format(s[key]) + f"{ratio:>8.2f}")
-            label = ""
+            print(f"{label:<26}{title:<13}" + fmt.format(d[key]) + fmt.format(s[key]) + f"{ratio:>8.2f}")
+            label = f"  (test: {d['n_test']})" if key == "forward_ms" else ""
+        speed = d["tp_gate_ms"] / s["tp_gate_ms"]
+        acc = s["h_mae_all"] / d["h_mae_all"]
+        print(f"{'':<26}TP work {speed:.2f}x faster, H MAE {acc:.2f}x dense: "
+              f"{'meets' if speed >= 2 and acc <= 1.1 else 'misses'} >= 2x and <= 1.10x")
     if args.json:
         args.json.write_text(json.dumps({"models": {k: str(v) for k, v in paths.items()}, "results": res},
                                         indent=1))

@@ -40,7 +40,7 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-MOLECULES = {"water": "H2O", "ethanol": "CH3CH2OH"}
+MOLECULES = {"water": "H2O", "ethanol": "CH3CH2OH"}  # ase.build.molecule names; "smiles:..." via RDKit/MMFF
 # MD snapshots generated per molecule; the first --n-<molecule> of them are labelled
 MD_POOL = {"water": 500, "ethanol": 300}
 TEMPERATURES = (300.0, 400.0, 500.0, 600.0)
@@ -55,6 +55,23 @@ def _save_npz(path: Path, **arrays) -> None:
     os.replace(tmp, path)
 
 
+def initial_atoms(spec: str, seed: int):
+    """Start geometry: an ``ase.build.molecule`` name, or ``smiles:SMILES`` (RDKit ETKDG + MMFF, with H)."""
+    from ase import Atoms
+    from ase.build import molecule
+
+    if not spec.startswith("smiles:"):
+        return molecule(spec)
+    from rdkit import Chem
+    from rdkit.Chem import AllChem
+
+    mol = Chem.AddHs(Chem.MolFromSmiles(spec[len("smiles:"):]))
+    AllChem.EmbedMolecule(mol, randomSeed=seed)
+    AllChem.MMFFOptimizeMolecule(mol)
+    numbers = [a.GetAtomicNum() for a in mol.GetAtoms()]
+    return Atoms(numbers=numbers, positions=mol.GetConformer().GetPositions())
+
+
 def conformers(name: str, n: int, every: int, seed: int, work: Path, log) -> dict[str, np.ndarray]:
     """``n`` MD snapshots of ``name``: positions ``[n, a, 3]`` Å, numbers ``[a]``, temperature ``[n]`` K."""
     path = work / f"conformers_{name}_n{n}_every{every}_seed{seed}.npz"
@@ -62,7 +79,6 @@ def conformers(name: str, n: int, every: int, seed: int, work: Path, log) -> dic
         d = np.load(path)
         return {k: d[k] for k in d.files}
     from ase import units
-    from ase.build import molecule
     from ase.constraints import FixCom
     from ase.md.langevin import Langevin
     from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary, ZeroRotation
@@ -70,11 +86,12 @@ def conformers(name: str, n: int, every: int, seed: int, work: Path, log) -> dic
 
     t0 = time.time()
     rng = np.random.default_rng([seed, sum(map(ord, name))])
+    start = initial_atoms(MOLECULES[name], seed)
     n_t = len(TEMPERATURES)
     per_t = [len(range(k, n, n_t)) for k in range(n_t)]
     snaps = []
     for T, count in zip(TEMPERATURES, per_t, strict=True):
-        atoms = molecule(MOLECULES[name])
+        atoms = start.copy()
         atoms.set_constraint(FixCom())
         atoms.calc = TBLite(method="GFN2-xTB", verbosity=0)
         MaxwellBoltzmannDistribution(atoms, temperature_K=T, rng=rng)
@@ -92,7 +109,7 @@ def conformers(name: str, n: int, every: int, seed: int, work: Path, log) -> dic
     order = [(k % n_t, k // n_t) for k in range(n)]
     pos = np.stack([snaps[t][i] for t, i in order])
     temps = np.array([TEMPERATURES[t] for t, _ in order])
-    numbers = molecule(MOLECULES[name]).numbers.astype(np.int64)
+    numbers = start.numbers.astype(np.int64)
     _save_npz(path, positions=pos, numbers=numbers, temperature=temps)
     log(f"{name}: {n} conformers from GFN2-xTB MD in {time.time() - t0:.1f} s")
     return {"positions": pos, "numbers": numbers, "temperature": temps}

@@ -261,6 +261,19 @@ def test_make_split_is_per_molecule_and_disjoint():
         assert part[key] == sorted(want)
 
 
+def test_make_hamiltonian_start_geometry_from_smiles():
+    """The >= 18-atom set (data/make_hamiltonian_hexanol.py) starts its MD from an RDKit/MMFF geometry."""
+    spec = importlib.util.spec_from_file_location("make_hamiltonian", ROOT / "data" / "make_hamiltonian.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    hexanol = mod.initial_atoms("smiles:CCCCCCO", seed=0)
+    assert hexanol.get_chemical_formula() == "C6H14O" and len(hexanol) == 21
+    d = hexanol.get_all_distances()[np.triu_indices(21, 1)]
+    assert 0.9 < d.min() < 1.15 and d.max() < 10.0  # bonded O-H / C-H, one molecule
+    np.testing.assert_allclose(mod.initial_atoms("smiles:CCCCCCO", seed=0).positions, hexanol.positions)
+    assert mod.initial_atoms("H2O", seed=0).get_chemical_formula() == "H2O"
+
+
 # ------------------------------------------------------------------ eqtool predict with a Hamiltonian model
 def test_cli_predict_with_the_shipped_hamiltonian_model(tmp_path, capsys):
     import ase.io

@@ -237,6 +237,16 @@ def test_pair_and_tp_sparsity_apart():
     assert again.config["pair_sparsity"] == 0.7 and again.config["tp_sparsity"] == 0.0
     with pytest.raises(EqtoolError, match="tp_sparsity"):
         QHNet(tp_sparsity=-0.1)
+    # two pair layers: the second product's TP gate apart (default: as the first's)
+    first_only = QHNet(atomic_numbers=(1, 6, 8), channels=8, num_layers=1, sparsity=0.7, pair_layers=2,
+                       tp2_sparsity=0.0)
+    assert first_only.pair_tp.gate.sparsity == 0.7 and first_only.pair_tp2.gate.weight is None
+    same = QHNet(atomic_numbers=(1, 6, 8), channels=8, num_layers=1, sparsity=0.7, pair_layers=2)
+    assert same.pair_tp2.gate.sparsity == 0.7
+    again = model_from_payload({"config": first_only.config, "state_dict": first_only.state_dict()})
+    assert again.config["tp2_sparsity"] == 0.0 and again.pair_tp2.gate.weight is None
+    with pytest.raises(EqtoolError, match="tp2_sparsity"):
+        QHNet(tp2_sparsity=1.0)
 
 
 def test_sparse_model_prunes_pairs(sparse_model):

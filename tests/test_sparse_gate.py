@@ -166,8 +166,12 @@ def test_sparse_tp_matches_masked_dense_and_prunes_work(phase):
     scale = (weight * on)[tp.tp.path_of_col]  # [D_paths]
     torch.testing.assert_close(out, full * scale[:, None], rtol=0, atol=1e-12)
     assert len(active) == math.ceil(0.3 * tp.n_paths)
-    rows, I, _, _ = tp._pruned(active, x)
-    assert I.numel() < 0.75 * tp.tp.I.numel() and rows.numel() < tp.tp.path_of_col.numel()
+    def macs(active_paths):  # multiply-adds of the CG contraction per channel and row
+        steps, _, rows = tp.tp.plan(active_paths, x)
+        return sum(cg.numel() for _, _, cg, _ in steps), rows
+
+    (work, rows), (dense_work, dense_rows) = macs(active.tolist()), macs(None)
+    assert rows < 0.6 * dense_rows and work < 0.6 * dense_work
 
 
 def test_sparse_tp_is_equivariant():

@@ -206,32 +206,11 @@ class SparseNodeTP(nn.Module):
         self.gate = SparseTPGate(self.n_paths, sparsity, groups)
         self._fixed_cache: tuple | None = None
 
-    def _pruned(self, active: torch.Tensor, like: torch.Tensor):
-        """``(rows [R], I [Q], J [Q], cg [R, Q])`` of the active paths."""
-        key = tuple(active.tolist())
-        if self._fixed_cache is not None and self._fixed_cache[0] == key and \
-                self._fixed_cache[1].dtype == like.dtype and self._fixed_cache[1].device == like.device:
-            return self._fixed_cache[1:]
-        cg_t = self.tp.consts.get("cg_t", like)  # [D_paths, P_all]
-        on = torch.zeros(self.n_paths, dtype=torch.bool, device=like.device)
-        on[active] = True
-        rows = on[self.tp.path_of_col].nonzero().squeeze(-1)  # [R]
-        sub = cg_t[rows]  # [R, P_all]
-        cols = (sub != 0).any(0).nonzero().squeeze(-1)  # [Q] index pairs the active paths use
-        out = (rows, self.tp.I[cols], self.tp.J[cols], sub[:, cols].contiguous())
-        if self.gate.phase == "fixed" or self.gate.weight is None:
-            self._fixed_cache = (key, *out)
-        return out
-
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         active, weight = self.gate()
         if self.gate.weight is None:
             return self.tp(x, y)
-        rows, I, J, cg = self._pruned(active, x)
-        part = cg @ (x[:, I] * y[:, J])  # [N, R, C]
-        part = part * weight[self.tp.path_of_col[rows]].to(x.dtype)[:, None]
-        out = x.new_zeros(x.shape[0], self.tp.path_of_col.numel(), x.shape[-1])
-        return out.index_copy(1, rows, part)  # [N, D_paths, C]
+        return self.tp.blockwise(x, y, active.tolist(), weight)  # [N, D_paths, C]
 
 
 class SparsityScheduler:

@@ -129,8 +129,11 @@ class NodeTP(nn.Module):
     """Channel-wise ("uuu") product of two node features ``x`` ``[N, D1, C]``, ``y`` ``[N, D2, C]``.
 
     Returns the unweighted path outputs ``[N, D_paths, C]`` (irreps :attr:`irs_out`, grouped by
-    output irrep). Implemented as ``CG^T @ (x[:, I] * y[:, J])`` over the index pairs ``(I, J)``
-    that some path uses.
+    output irrep). Implemented per input-irrep pair ``(i1, i2)`` ("block"): the outer product
+    ``x_i1 (x) y_i2`` ``[N, d1 d2, C]`` times the stacked CG matrices of that pair's paths
+    ``[sum d3, d1 d2]``, then one column permutation into the output order -- about 2x faster than
+    one dense CG matrix over all index pairs, which is mostly zeros. ``symmetric`` products use the
+    dense form over the upper-triangle index pairs ``(I, J)``.
 
     Args:
         irs1, irs2: irreps of ``x`` and ``y``.
@@ -178,7 +181,68 @@ class NodeTP(nn.Module):
         self.consts.add("cg_t", full[I, J].T)  # [D_paths, P]
         self.register_buffer("path_of_col", torch.tensor(path_of_col, dtype=torch.long), persistent=False)
         self.symmetric = symmetric
+        # blocks: paths grouped by input pair (i1, i2), first appearance order
+        self.dims1, self.dims2 = [ir.dim for ir in irs1], [ir.dim for ir in irs2]
+        cols = _offsets([ir3 for _, _, ir3 in paths])
+        self.blocks: dict[tuple[int, int], list[int]] = {}
+        for p, (i1, i2, _) in enumerate(paths):
+            self.blocks.setdefault((i1, i2), []).append(p)
+        self.path_cols = [(cols[p], cols[p + 1]) for p in range(len(paths))]
+        for p, (i1, i2, ir3) in enumerate(paths):  # [d3, d1 d2] per path
+            cg = clebsch_gordan(irs1[i1], irs2[i2], ir3)
+            self.consts.add(f"path_{p}", cg.reshape(-1, ir3.dim).T)
+        self._plans: dict[tuple, tuple] = {}
+
+    def plan(self, active: Sequence[int] | None, like: torch.Tensor):
+        """``([(i1, i2, cg [R, d1 d2], path [R])], perm [D_paths], rows)`` for the ``active`` paths
+        (None: all), cached per path set, dtype and device: per input pair the stacked CG rows of its
+        active paths and the path of each row; ``perm`` maps the concatenated block outputs (``rows``
+        of them, plus one trailing zero row for inactive paths) onto the output columns."""
+        act = tuple(range(self.n_paths)) if active is None else tuple(sorted(int(p) for p in active))
+        key = (act, like.dtype, like.device)
+        if key in self._plans:
+            return self._plans[key]
+        on = set(act)
+        d_out = self.path_of_col.numel()
+        perm = torch.empty(d_out, dtype=torch.long)
+        steps, row = [], 0
+        for (i1, i2), ps in self.blocks.items():
+            ps = [p for p in ps if p in on]
+            if not ps:
+                continue
+            path = torch.tensor([p for p in ps for _ in range(self.path_cols[p][1] - self.path_cols[p][0])],
+                                device=like.device)
+            steps.append((i1, i2, torch.cat([self.consts.get(f"path_{p}", like) for p in ps]), path))
+            for p in ps:
+                a, b = self.path_cols[p]
+                perm[a:b] = torch.arange(row, row + b - a)
+                row += b - a
+        for p in range(self.n_paths):
+            if p not in on:
+                a, b = self.path_cols[p]
+                perm[a:b] = row  # the zero row
+        out = (steps, perm.to(like.device), row)
+        self._plans[key] = out
+        return out
+
+    def blockwise(self, x: torch.Tensor, y: torch.Tensor, active: Sequence[int] | None = None,
+                  path_weight: torch.Tensor | None = None) -> torch.Tensor:
+        """The product over the ``active`` paths only (others zero), each scaled by ``path_weight[p]``."""
+        steps, perm, rows = self.plan(active, x)
+        xs, ys = x.split(self.dims1, dim=1), y.split(self.dims2, dim=1)
+        N, C = x.shape[0], x.shape[-1]
+        parts = []
+        for i1, i2, cg, path in steps:
+            if path_weight is not None:
+                cg = cg * path_weight[path].to(x.dtype)[:, None]
+            z = (xs[i1].unsqueeze(2) * ys[i2].unsqueeze(1)).reshape(N, -1, C)  # [N, d1 d2, C]
+            parts.append(cg @ z)  # [N, R, C]
+        if rows < perm.numel() or not parts:
+            parts.append(x.new_zeros(N, 1, C))
+        return torch.cat(parts, dim=1).index_select(1, perm)  # [N, D_paths, C]
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if not self.symmetric:
+            return self.blockwise(x, y)
         cg_t = self.consts.get("cg_t", x)
         return cg_t @ (x[:, self.I] * y[:, self.J])  # [D_paths, P] @ [N, P, C] -> [N, D_paths, C]

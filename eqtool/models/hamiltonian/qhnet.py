@@ -129,6 +129,8 @@ class QHNet(nn.Module):
             ``adaptive`` phases of the TP-gate schedule (then ``fixed``).
         pair_layers: pair tensor products summed per pair (1 or 2); the pair gate selects the
             pairs of the last one, so with 2 every pair keeps a full first product.
+        tp2_sparsity: TP-gate sparsity of the second (pair-gated) product (``pair_layers: 2``;
+            ``None``: ``tp_sparsity``). ``0`` keeps all its paths for the few pairs that run it.
         onsite_env: add the ``l <= 4`` neighbour environment to the on-site blocks (see the module
             docstring). Without it an sp3 carbon's on-site ``p``-``d`` and ``d``-``d`` blocks cannot be
             learned (ethanol: ~3000 µHa on-site error even when over-fitting one conformer).
@@ -143,7 +145,7 @@ class QHNet(nn.Module):
                  num_basis: int = 16, radial_mlp: Sequence[int] = (64,), avg_num_neighbors: float = 6.0,
                  sparsity: float = 0.0, tp_random_steps: int = 1000, tp_adaptive_steps: int = 2000,
                  onsite_env: bool = True, pair_sparsity: float | None = None,
-                 tp_sparsity: float | None = None, pair_layers: int = 1):
+                 tp_sparsity: float | None = None, pair_layers: int = 1, tp2_sparsity: float | None = None):
         super().__init__()
         basis = check_basis(basis)
         for name, value, lo in (("channels", channels, 1), ("lmax", lmax, 1), ("num_layers", num_layers, 1),
@@ -154,8 +156,9 @@ class QHNet(nn.Module):
             raise EqtoolError(f"'pair_layers' must be 1 or 2, got {pair_layers!r}", source="model")
         pair_sparsity = sparsity if pair_sparsity is None else pair_sparsity
         tp_sparsity = sparsity if tp_sparsity is None else tp_sparsity
+        tp2_sparsity = tp_sparsity if tp2_sparsity is None else tp2_sparsity
         for name, value in (("sparsity", sparsity), ("pair_sparsity", pair_sparsity),
-                            ("tp_sparsity", tp_sparsity)):
+                            ("tp_sparsity", tp_sparsity), ("tp2_sparsity", tp2_sparsity)):
             if not (isinstance(value, (int, float)) and 0.0 <= float(value) < 1.0):
                 raise EqtoolError(f"'{name}' must be in [0, 1), got {value!r}", source="model")
         if not cutoff > 0 or not avg_num_neighbors > 0:
@@ -219,7 +222,7 @@ class QHNet(nn.Module):
         if pair_layers == 2:  # the gated second product: its own node linears and TP-gate
             self.pair_e = IrrepsLinear(hidden.irs, c, hidden)
             self.pair_f = IrrepsLinear(hidden.irs, c, hidden)
-            self.pair_tp2 = SparseNodeTP(hidden.irs, hidden.irs, exp_irs, tp_sparsity, required=tp_only)
+            self.pair_tp2 = SparseNodeTP(hidden.irs, hidden.irs, exp_irs, tp2_sparsity, required=tp_only)
         self.pair_gate = SparsePairGate(2 * c + num_basis, pair_sparsity)
         self.pair_expansion = BlockExpansion(hidden.irs + self.pair_irs_y + self.pair_tp.irs_out, c,
                                              n_el * n_el)
@@ -236,7 +239,7 @@ class QHNet(nn.Module):
             "sparsity": float(sparsity), "tp_random_steps": tp_random_steps,
             "tp_adaptive_steps": tp_adaptive_steps, "onsite_env": self.onsite_env,
             "pair_sparsity": float(pair_sparsity), "tp_sparsity": float(tp_sparsity),
-            "pair_layers": pair_layers,
+            "pair_layers": pair_layers, "tp2_sparsity": float(tp2_sparsity),
         }
 
     @property
