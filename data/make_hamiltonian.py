@@ -207,6 +207,16 @@ def write_dataset(out: Path, counts: dict[str, int], present: dict[str, int], co
     log(f"wrote {split_path} ({'complete' if complete else 'partial: ' + str(present)})")
 
 
+def add_common_args(p: argparse.ArgumentParser, partial_every: int) -> None:
+    """MD spacing, seed, work folder and partial-output interval (shared with make_hamiltonian_hexanol.py)."""
+    p.add_argument("--every", type=int, default=40, help="MD steps (0.5 fs) between snapshots")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "eqtool-make-hamiltonian",
+                   help="folder for per-conformer results (resume: rerun with the same folder)")
+    p.add_argument("--partial-every", type=int, default=partial_every,
+                   help="rewrite --out (attribute complete=False) after this many new conformers; 0: never")
+
+
 def main(argv=None) -> None:
     here = Path(__file__).resolve().parent
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -216,12 +226,7 @@ def main(argv=None) -> None:
     p.add_argument("--n-ethanol", type=int, default=200)
     p.add_argument("--tiny-water", type=int, default=8)
     p.add_argument("--tiny-ethanol", type=int, default=4)
-    p.add_argument("--every", type=int, default=40, help="MD steps (0.5 fs) between snapshots")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "eqtool-make-hamiltonian",
-                   help="folder for per-conformer results (resume: rerun with the same folder)")
-    p.add_argument("--partial-every", type=int, default=30,
-                   help="rewrite --out (attribute complete=False) after this many new conformers; 0: never")
+    add_common_args(p, partial_every=30)
     args = p.parse_args(argv)
     sys.path.insert(0, str(here.parent))
     from rich.console import Console

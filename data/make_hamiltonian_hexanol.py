@@ -23,7 +23,6 @@ if __name__ == "__main__":  # one core unless told otherwise (before numpy/pyscf
 
 import argparse  # noqa: E402
 import sys  # noqa: E402
-import tempfile  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -41,12 +40,7 @@ def main(argv=None) -> None:
     p.add_argument("--out", type=Path, default=here / "hexanol_svp.h5")
     p.add_argument("-n", type=int, default=60, help="conformers to label (the MD pool is --pool)")
     p.add_argument("--pool", type=int, default=200, help="MD snapshots made (fixed: keeps prefixes stable)")
-    p.add_argument("--every", type=int, default=40, help="MD steps (0.5 fs) between snapshots")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "eqtool-make-hamiltonian",
-                   help="folder for per-conformer results (resume: rerun with the same folder)")
-    p.add_argument("--partial-every", type=int, default=10,
-                   help="rewrite --out (attribute complete=False) after this many new conformers; 0: never")
+    mh.add_common_args(p, partial_every=10)
     args = p.parse_args(argv)
     if not 0 < args.n <= args.pool:
         p.error("-n must be in 1..--pool")
