@@ -195,9 +195,10 @@ class NodeTP(nn.Module):
 
     def plan(self, active: Sequence[int] | None, like: torch.Tensor):
         """``([(i1, i2, cg [R, d1 d2], path [R])], perm [D_paths], rows)`` for the ``active`` paths
-        (None: all), cached per path set, dtype and device: per input pair the stacked CG rows of its
-        active paths and the path of each row; ``perm`` maps the concatenated block outputs (``rows``
-        of them, plus one trailing zero row for inactive paths) onto the output columns."""
+        (None: all), cached (the last 16) per path set, dtype and device: per input pair the
+        stacked CG rows of its active paths and the path of each row; ``perm`` maps the concatenated
+        block outputs (``rows`` of them, plus one trailing zero row for inactive paths) onto the
+        output columns."""
         act = tuple(range(self.n_paths)) if active is None else tuple(sorted(int(p) for p in active))
         key = (act, like.dtype, like.device)
         if key in self._plans:
@@ -222,6 +223,8 @@ class NodeTP(nn.Module):
                 a, b = self.path_cols[p]
                 perm[a:b] = row  # the zero row
         out = (steps, perm.to(like.device), row)
+        if len(self._plans) >= 16:  # a random TP-gate phase draws a new path set every step
+            self._plans.pop(next(iter(self._plans)))
         self._plans[key] = out
         return out
 
