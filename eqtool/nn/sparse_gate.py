@@ -11,8 +11,9 @@
   ``random`` (a fresh random subset of paths every step, so every path is trained), ``adaptive``
   (the top paths by ``|weight|``, re-selected every step), ``fixed`` (the selection is frozen in a
   buffer and the pruned product is what inference runs).
-* :class:`SparseNodeTP` -- :class:`eqtool.nn.NodeTP` with a :class:`SparseTPGate`: it multiplies
-  only the index pairs the active paths use, so the work shrinks with the sparsity.
+* :class:`SparseNodeTP` -- :class:`eqtool.nn.NodeTP` with a :class:`SparseTPGate`: it computes
+  only the input-irrep blocks and output rows of the active paths, so the work shrinks with the
+  sparsity.
 
 All gates are functions of invariants (scores, path weights), so they keep equivariance. With
 ``sparsity = 0`` both gates are the identity: every pair/path is kept with weight 1.
@@ -187,10 +188,11 @@ class SparseNodeTP(nn.Module):
     """:class:`~eqtool.nn.NodeTP` ("uuu") with a :class:`SparseTPGate` on its paths.
 
     ``forward(x [N, D1, C], y [N, D2, C]) -> [N, D_paths, C]`` with irreps :attr:`irs_out`;
-    inactive paths are zero and active path ``p`` is scaled by ``weight[p]``. Only the index pairs
-    ``(I, J)`` and output rows of active paths are computed. With ``sparsity = 0`` this equals
-    ``NodeTP`` exactly. ``required``: output irreps that keep at least one path (those the model gets
-    from nowhere else; pruning all their paths would zero that part of the output for good).
+    inactive paths are zero and active path ``p`` is scaled by ``weight[p]``. Only the input-irrep
+    blocks and output rows of active paths are computed (:meth:`NodeTP.blockwise`). With
+    ``sparsity = 0`` this equals ``NodeTP`` exactly. ``required``: output irreps that keep at least
+    one path (those the model gets from nowhere else; pruning all their paths would zero that part
+    of the output for good).
     """
 
     def __init__(self, irs1, irs2, irs_target, sparsity: float = 0.0, required: Sequence = ()):

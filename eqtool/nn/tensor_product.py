@@ -1,8 +1,9 @@
 """Channel-wise ("uvu"/"uuu") tensor products on channel-uniform features ``[.., D, C]``.
 
-Both products precompute ONE dense Clebsch-Gordan matrix (e3nn ``o3.wigner_3j`` times
-``sqrt(2 l3 + 1)``, "component" normalisation) at build time, so a forward pass is a couple of
-batched matmuls and elementwise products -- no Python loop over paths, edges or atoms.
+Both products precompute their Clebsch-Gordan matrices (e3nn ``o3.wigner_3j`` times
+``sqrt(2 l3 + 1)``, "component" normalisation) at build time, so a forward pass is a few batched
+matmuls and elementwise products -- no Python loop over edges or atoms (``NodeTP`` loops over its
+input-irrep pairs, at most ``(lmax + 1)^2`` of them).
 Path outputs are ordered grouped by output irrep, the copies of each irrep contiguous (what
 :class:`eqtool.nn.linear.IrrepsLinear` expects).
 """
