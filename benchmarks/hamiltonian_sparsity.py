@@ -58,12 +58,16 @@ def ethanol_split(run_root: Path) -> Path:
     return path
 
 
+def gate_parts(args) -> dict[str, float]:
+    """The sparse model's per-gate sparsities given on the command line (``pair``, ``tp``, ``tp2``)."""
+    parts = {"pair": args.pair_sparsity, "tp": args.tp_sparsity, "tp2": args.tp2_sparsity}
+    return {k: v for k, v in parts.items() if v is not None}
+
+
 def run_dir(molecule: str, kind: str, args) -> Path:
     """``--run-root/[hexanol-]sparsity-<s>[-pair..-tp..-tp2..][-layers2]``."""
-    parts = ({"pair": args.pair_sparsity, "tp": args.tp_sparsity, "tp2": args.tp2_sparsity}
-             if kind == "sparse" else {})
     name = f"sparsity-{0.7 if kind == 'sparse' else 0:g}"
-    name += "".join(f"-{k}{v:g}" for k, v in parts.items() if v is not None)
+    name += "".join(f"-{k}{v:g}" for k, v in gate_parts(args).items()) if kind == "sparse" else ""
     name += f"-layers{args.pair_layers}" if args.pair_layers != 1 else ""
     if kind == "sparse" and tuple(args.schedule) != (0.15, 0.30):
         name += "-schedule{:g}-{:g}".format(*args.schedule)
@@ -86,14 +90,13 @@ def train(molecule: str, kind: str, data: Path, split: Path, args, log) -> Path:
     epochs = max(1, round(eth_steps / per_epoch))
     steps = epochs * per_epoch
     sparsity = 0.7 if kind == "sparse" else 0.0
-    parts = {"pair": args.pair_sparsity, "tp": args.tp_sparsity, "tp2": args.tp2_sparsity}
     overrides = [
         f"data.path={data}", f"data.split={split}", f"data.batch_size={bs}",
         f"model.kwargs.sparsity={sparsity}",
         f"model.kwargs.channels={args.channels}", f"model.kwargs.pair_layers={args.pair_layers}",
         f"model.kwargs.tp_random_steps={int(args.schedule[0] * steps)}",
         f"model.kwargs.tp_adaptive_steps={int(args.schedule[1] * steps)}", f"trainer.max_epochs={epochs}",
-        *(f"model.kwargs.{k}_sparsity={v}" for k, v in parts.items() if v is not None and sparsity > 0),
+        *(f"model.kwargs.{k}_sparsity={v}" for k, v in gate_parts(args).items() if sparsity > 0),
         "trainer.max_time=null", "trainer.check_val_every=5", "trainer.log_every=10",
         f"trainer.checkpoint_every_steps={10 * steps}", f"trainer.seed={args.seed}",
     ]

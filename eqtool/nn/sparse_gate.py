@@ -206,7 +206,6 @@ class SparseNodeTP(nn.Module):
             raise ValueError(f"required irreps {missing} have no path")
         groups = [need.index(ir) if ir in need else -1 for ir in self.irs_out]
         self.gate = SparseTPGate(self.n_paths, sparsity, groups)
-        self._fixed_cache: tuple | None = None
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         active, weight = self.gate()

@@ -162,11 +162,16 @@ class NodeTP(nn.Module):
         self.n_paths = len(paths)
         d_out = sum(ir.dim for ir in self.irs_out)
         full = torch.zeros(o1[-1], o2[-1], d_out, dtype=torch.float64)
+        self.consts = _Constants()
         col = 0
-        path_of_col = []
+        path_of_col, self.path_cols = [], []
+        self.blocks: dict[tuple[int, int], list[int]] = {}  # paths per input pair (i1, i2), in order
         for p, (i1, i2, ir3) in enumerate(paths):
-            full[o1[i1]: o1[i1 + 1], o2[i2]: o2[i2 + 1], col: col + ir3.dim] = \
-                clebsch_gordan(irs1[i1], irs2[i2], ir3)
+            cg = clebsch_gordan(irs1[i1], irs2[i2], ir3)  # [d1, d2, d3]
+            full[o1[i1]: o1[i1 + 1], o2[i2]: o2[i2 + 1], col: col + ir3.dim] = cg
+            self.consts.add(f"path_{p}", cg.reshape(-1, ir3.dim).T)  # [d3, d1 d2] for the block form
+            self.blocks.setdefault((i1, i2), []).append(p)
+            self.path_cols.append((col, col + ir3.dim))
             col += ir3.dim
             path_of_col += [p] * ir3.dim
         if symmetric:
@@ -178,20 +183,10 @@ class NodeTP(nn.Module):
         I, J = used.nonzero(as_tuple=True)
         self.register_buffer("I", I, persistent=False)
         self.register_buffer("J", J, persistent=False)
-        self.consts = _Constants()
         self.consts.add("cg_t", full[I, J].T)  # [D_paths, P]
         self.register_buffer("path_of_col", torch.tensor(path_of_col, dtype=torch.long), persistent=False)
         self.symmetric = symmetric
-        # blocks: paths grouped by input pair (i1, i2), first appearance order
         self.dims1, self.dims2 = [ir.dim for ir in irs1], [ir.dim for ir in irs2]
-        cols = _offsets([ir3 for _, _, ir3 in paths])
-        self.blocks: dict[tuple[int, int], list[int]] = {}
-        for p, (i1, i2, _) in enumerate(paths):
-            self.blocks.setdefault((i1, i2), []).append(p)
-        self.path_cols = [(cols[p], cols[p + 1]) for p in range(len(paths))]
-        for p, (i1, i2, ir3) in enumerate(paths):  # [d3, d1 d2] per path
-            cg = clebsch_gordan(irs1[i1], irs2[i2], ir3)
-            self.consts.add(f"path_{p}", cg.reshape(-1, ir3.dim).T)
         self._plans: dict[tuple, tuple] = {}
 
     def plan(self, active: Sequence[int] | None, like: torch.Tensor):
