@@ -161,29 +161,30 @@ class NodeTP(nn.Module):
         self.irs_out = [ir3 for _, _, ir3 in paths]
         self.n_paths = len(paths)
         d_out = sum(ir.dim for ir in self.irs_out)
-        full = torch.zeros(o1[-1], o2[-1], d_out, dtype=torch.float64)
+        full = torch.zeros(o1[-1], o2[-1], d_out, dtype=torch.float64) if symmetric else None
         self.consts = _Constants()
         col = 0
         path_of_col, self.path_cols = [], []
         self.blocks: dict[tuple[int, int], list[int]] = {}  # paths per input pair (i1, i2), in order
         for p, (i1, i2, ir3) in enumerate(paths):
             cg = clebsch_gordan(irs1[i1], irs2[i2], ir3)  # [d1, d2, d3]
-            full[o1[i1]: o1[i1 + 1], o2[i2]: o2[i2 + 1], col: col + ir3.dim] = cg
+            if symmetric:
+                full[o1[i1]: o1[i1 + 1], o2[i2]: o2[i2 + 1], col: col + ir3.dim] = cg
             self.consts.add(f"path_{p}", cg.reshape(-1, ir3.dim).T)  # [d3, d1 d2] for the block form
             self.blocks.setdefault((i1, i2), []).append(p)
             self.path_cols.append((col, col + ir3.dim))
             col += ir3.dim
             path_of_col += [p] * ir3.dim
-        if symmetric:
+        if symmetric:  # the dense form over upper-triangle index pairs (I <= J)
             # x_I x_J = x_J x_I: fold the lower triangle onto the upper one
             f = full.permute(2, 0, 1)  # [D_paths, D1, D1]
             f = f.triu(1) + f.transpose(1, 2).triu(1) + torch.diag_embed(f.diagonal(dim1=1, dim2=2))
             full = f.permute(1, 2, 0)
-        used = full.abs().sum(-1) > 1e-12  # [D1, D2]
-        I, J = used.nonzero(as_tuple=True)
-        self.register_buffer("I", I, persistent=False)
-        self.register_buffer("J", J, persistent=False)
-        self.consts.add("cg_t", full[I, J].T)  # [D_paths, P]
+            used = full.abs().sum(-1) > 1e-12  # [D1, D2]
+            I, J = used.nonzero(as_tuple=True)
+            self.register_buffer("I", I, persistent=False)
+            self.register_buffer("J", J, persistent=False)
+            self.consts.add("cg_t", full[I, J].T)  # [D_paths, P]
         self.register_buffer("path_of_col", torch.tensor(path_of_col, dtype=torch.long), persistent=False)
         self.symmetric = symmetric
         self.dims1, self.dims2 = [ir.dim for ir in irs1], [ir.dim for ir in irs2]
