@@ -141,14 +141,15 @@ def test_tp_gate_ranks_by_saliency_or_weight(rank_by):
     gate.eval()
     with torch.no_grad():  # no measuring outside training
         gate()
-    gate.set_phase("fixed")
     expected = [1, 3, 5, 7] if rank_by == "saliency" else [0, 2, 4, 6]
-    assert gate()[0].tolist() == expected
     before = gate.saliency.clone()
     gate.train()
-    active, w = gate()
-    (w[active] * c[active]).sum().backward()  # fixed: nothing measured any more
-    torch.testing.assert_close(gate.saliency, before)
+    for phase in ("adaptive", "fixed"):  # measured in the random phase only
+        gate.set_phase(phase)
+        active, w = gate()
+        assert active.tolist() == expected
+        (w[active] * 100 * c[active]).sum().backward()
+        torch.testing.assert_close(gate.saliency, before)
     with pytest.raises(ValueError, match="rank_by"):
         SparseTPGate(8, 0.5, rank_by="norm")
 

@@ -5,8 +5,8 @@
   the expensive tensor product) and the kept pairs are weighted by their score (so the gate learns).
 * :class:`SparseTPGate` -- a learnable weight per Clebsch-Gordan path of a tensor product; only the
   top ``ceil((1 - sparsity) * n_paths)`` paths are computed, each scaled by its weight. "Top" is by
-  saliency (default): a running mean of ``|w_p dL/dw_p|`` over the training steps that ran path
-  ``p``, the first-order estimate of how much the loss rises without it; or, as in the paper, by
+  saliency (default): a running mean of ``|w_p dL/dw_p|`` over the steps of the random phase that
+  ran path ``p``, the first-order estimate of how much the loss rises without it; or, as in the paper, by
   ``|w_p|`` (``rank_by="weight"``), which says little on its own: the linear layers after the product
   can rescale any path for free (on a trained QHNet the ``|w|`` ranking dropped the three paths
   whose removal costs most). Paths can be grouped by an output irrep that must not vanish (e.g. one
@@ -14,8 +14,9 @@
   the remaining places.
 * :class:`SparsityScheduler` -- the paper's three phases for the TP gates, by training step:
   ``random`` (a fresh random subset of paths every step, so every path is trained and its saliency
-  measured), ``adaptive`` (the top paths, re-selected every step), ``fixed`` (the selection is
-  frozen in a buffer and the pruned product is what inference runs).
+  measured), ``adaptive`` (the top paths, re-selected every step: by ``|w|`` the set moves, by
+  saliency it stays), ``fixed`` (the selection is frozen in a buffer and the pruned product is what
+  inference runs).
 * :class:`SparseNodeTP` -- :class:`eqtool.nn.NodeTP` with a :class:`SparseTPGate`: it computes
   only the input-irrep blocks and output rows of the active paths, so the work shrinks with the
   sparsity.
@@ -108,9 +109,13 @@ class SparseTPGate(nn.Module):
     With ``groups``, the ``k`` paths always include the best (by the same ranking) of each required
     group.
 
-    Saliency: while training before ``fixed``, each backward pass through the returned weights
-    updates :attr:`saliency` of the active paths, an exponential mean (``decay``) of
-    ``|w_p dL/dw_p|``. Under DDP each rank measures its own and the model's buffers follow rank 0.
+    Saliency: while training in the ``random`` phase, each backward pass through the returned
+    weights updates :attr:`saliency` of the drawn paths, an exponential mean (``decay``) of
+    ``|w_p dL/dw_p|``. Only there: every path is drawn equally often and in random company, so the
+    values compare fairly; measuring the ``adaptive`` phase's top paths alone lowered their values
+    (gradients shrink as the model learns) below the stale ones of the others, and the selection
+    went round in circles (measured on ethanol). Under DDP each rank measures its own and the
+    model's buffers follow rank 0.
 
     Buffers ``phase_index`` (0/1/2), ``mask`` and ``saliency`` are saved in ``state_dict`` (and
     checkpoints).
@@ -122,7 +127,7 @@ class SparseTPGate(nn.Module):
             output irrep when that irrep has no other source; at most ``k`` groups.
         rank_by: ``"saliency"`` (default; paths never measured rank last, ties by ``|w|``) or
             ``"weight"`` (``|w|``, the paper's rule).
-        decay: of the saliency mean, per step a path is active.
+        decay: of the saliency mean, per step a path is drawn.
     """
 
     RANKINGS = ("saliency", "weight")
@@ -227,7 +232,7 @@ class SparseTPGate(nn.Module):
         else:
             active = self.top_paths()
         weight = self.weight
-        if self.training and torch.is_grad_enabled() and weight.requires_grad:
+        if phase == "random" and self.training and torch.is_grad_enabled() and weight.requires_grad:
             weight = weight.view_as(weight)  # a fresh node: the hook sees this call's gradient only
             weight.register_hook(self._measure(active))
         return active, weight
