@@ -65,11 +65,12 @@ def gate_parts(args) -> dict[str, float]:
 
 
 def run_dir(molecule: str, kind: str, args) -> Path:
-    """``--run-root/[hexanol-]sparsity-<s>[-pair..-tp..-tp2..][-layers2][-lmax<l>][-saliency]``."""
+    """``--run-root/[hexanol-]sparsity-<s>[-pair..-tp..-tp2..][-layers2][-lmax<l>][-tpch<c>][-saliency]``."""
     name = f"sparsity-{0.7 if kind == 'sparse' else 0:g}"
     name += "".join(f"-{k}{v:g}" for k, v in gate_parts(args).items()) if kind == "sparse" else ""
     name += f"-layers{args.pair_layers}" if args.pair_layers != 1 else ""
     name += f"-lmax{args.lmax}" if args.lmax != 2 else ""
+    name += f"-tpch{args.pair_tp_channels}" if args.pair_tp_channels else ""
     if kind == "sparse" and tuple(args.schedule) != (0.15, 0.30):
         name += "-schedule{:g}-{:g}".format(*args.schedule)
     if kind == "sparse" and args.tp_rank != "weight":  # folders without it: ranked by |w|
@@ -98,6 +99,7 @@ def train(molecule: str, kind: str, data: Path, split: Path, args, log) -> Path:
         f"model.kwargs.sparsity={sparsity}",
         f"model.kwargs.channels={args.channels}", f"model.kwargs.lmax={args.lmax}",
         f"model.kwargs.pair_layers={args.pair_layers}",
+        *([f"model.kwargs.pair_tp_channels={args.pair_tp_channels}"] if args.pair_tp_channels else []),
         f"model.kwargs.tp_random_steps={int(args.schedule[0] * steps)}",
         f"model.kwargs.tp_adaptive_steps={int(args.schedule[1] * steps)}", f"trainer.max_epochs={epochs}",
         *(f"model.kwargs.{k}_sparsity={v}" for k, v in gate_parts(args).items() if sparsity > 0),
@@ -209,9 +211,11 @@ def main(argv=None) -> int:
                         "as --tp-sparsity)")
     p.add_argument("--schedule", type=float, nargs=2, default=(0.15, 0.30), metavar=("RANDOM", "ADAPTIVE"),
                    help="fractions of the training steps in the random and adaptive TP-gate phases")
-    p.add_argument("--tp-rank", choices=("saliency", "weight"), default="saliency",
+    p.add_argument("--tp-rank", choices=("saliency", "weight"), default="weight",
                    help="how the TP gates rank paths: |w dL/dw| or |w| (SPHNet's rule)")
     p.add_argument("--channels", type=int, default=32)
+    p.add_argument("--pair-tp-channels", type=int, default=None,
+                   help="channels of the (first) pair product of both models (default: --channels)")
     p.add_argument("--lmax", type=int, default=2,
                    help="feature lmax of both models (3: 38 CG paths in each pair product instead of 19)")
     p.add_argument("--pair-layers", type=int, default=1, choices=(1, 2),

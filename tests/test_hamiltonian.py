@@ -78,9 +78,11 @@ def sparse_model():
 
 @pytest.fixture(scope="module")
 def sparse2_model():
-    """SPHNet's layout: every pair runs a first product, the gated pairs a second one."""
+    """SPHNet's layout: every pair runs a first (here narrower: 4 of 8 channels) product, the gated
+    pairs a second one."""
     torch.manual_seed(2)
-    m = QHNet(atomic_numbers=(1, 6, 8), channels=8, num_layers=2, sparsity=0.7, pair_layers=2).double().eval()
+    m = QHNet(atomic_numbers=(1, 6, 8), channels=8, num_layers=2, sparsity=0.7, pair_layers=2,
+              pair_tp_channels=4).double().eval()
     with torch.no_grad():
         m.pair_tp.gate.weight.normal_()
         m.pair_tp2.gate.weight.normal_()
@@ -321,6 +323,10 @@ def test_bad_input():
         QHNet(basis="sto-3g")
     with pytest.raises(EqtoolError, match="sparsity"):
         QHNet(sparsity=1.0)
+    with pytest.raises(EqtoolError, match="pair_tp_channels"):
+        QHNet(channels=8, pair_tp_channels=16)
+    with pytest.raises(EqtoolError, match="tp_rank"):
+        QHNet(tp_rank="norm")
     m = QHNet(atomic_numbers=(1, 8), channels=4, num_layers=1)
     with pytest.raises(EqtoolError, match="element.* C not supported"):
         m(collate([_graph(molecule("CH4"))]))

@@ -5,13 +5,11 @@
   the expensive tensor product) and the kept pairs are weighted by their score (so the gate learns).
 * :class:`SparseTPGate` -- a learnable weight per Clebsch-Gordan path of a tensor product; only the
   top ``ceil((1 - sparsity) * n_paths)`` paths are computed, each scaled by its weight. "Top" is by
-  saliency (default): a running mean of ``|w_p dL/dw_p|`` over the steps of the random phase that
-  ran path ``p``, the first-order estimate of how much the loss rises without it; or, as in the paper, by
-  ``|w_p|`` (``rank_by="weight"``), which says little on its own: the linear layers after the product
-  can rescale any path for free (on a trained QHNet the ``|w|`` ranking dropped the three paths
-  whose removal costs most). Paths can be grouped by an output irrep that must not vanish (e.g. one
-  nothing else in the model produces): each such group keeps its best path, and the top paths fill
-  the remaining places.
+  ``|w_p|`` as in the paper (default), or by saliency (``rank_by="saliency"``): a running mean of
+  ``|w_p dL/dw_p|`` over the random-phase steps that ran path ``p``, the first-order estimate of how
+  much the loss rises without it (on ethanol it trained worse than ``|w|``: docs/hamiltonian.md).
+  Paths can be grouped by an output irrep that must not vanish (e.g. one nothing else in the model
+  produces): each such group keeps its best path, and the top paths fill the remaining places.
 * :class:`SparsityScheduler` -- the paper's three phases for the TP gates, by training step:
   ``random`` (a fresh random subset of paths every step, so every path is trained and its saliency
   measured), ``adaptive`` (the top paths, re-selected every step: by ``|w|`` the set moves, by
@@ -109,9 +107,9 @@ class SparseTPGate(nn.Module):
     With ``groups``, the ``k`` paths always include the best (by the same ranking) of each required
     group.
 
-    Saliency: while training in the ``random`` phase, each backward pass through the returned
-    weights updates :attr:`saliency` of the drawn paths, an exponential mean (``decay``) of
-    ``|w_p dL/dw_p|``. Only there: every path is drawn equally often and in random company, so the
+    Saliency (``rank_by="saliency"``): while training in the ``random`` phase, each backward pass
+    through the returned weights updates :attr:`saliency` of the drawn paths, an exponential mean
+    (``decay``) of ``|w_p dL/dw_p|``. Only there: every path is drawn equally often and in random company, so the
     values compare fairly; measuring the ``adaptive`` phase's top paths alone lowered their values
     (gradients shrink as the model learns) below the stale ones of the others, and the selection
     went round in circles (measured on ethanol). Under DDP each rank measures its own and the
@@ -125,15 +123,15 @@ class SparseTPGate(nn.Module):
         sparsity: fraction of paths pruned, in [0, 1).
         groups: per path, the index of the required group it belongs to (``-1``: none), e.g. its
             output irrep when that irrep has no other source; at most ``k`` groups.
-        rank_by: ``"saliency"`` (default; paths never measured rank last, ties by ``|w|``) or
-            ``"weight"`` (``|w|``, the paper's rule).
+        rank_by: ``"weight"`` (``|w|``, the paper's rule; default) or ``"saliency"`` (paths never
+            measured rank last, ties by ``|w|``).
         decay: of the saliency mean, per step a path is drawn.
     """
 
     RANKINGS = ("saliency", "weight")
 
     def __init__(self, n_paths: int, sparsity: float, groups: Sequence[int] | None = None,
-                 rank_by: str = "saliency", decay: float = 0.98):
+                 rank_by: str = "weight", decay: float = 0.98):
         super().__init__()
         self.sparsity = _check_sparsity(sparsity)
         self.n_paths = int(n_paths)
@@ -232,7 +230,8 @@ class SparseTPGate(nn.Module):
         else:
             active = self.top_paths()
         weight = self.weight
-        if phase == "random" and self.training and torch.is_grad_enabled() and weight.requires_grad:
+        if (self.rank_by == "saliency" and phase == "random" and self.training and torch.is_grad_enabled()
+                and weight.requires_grad):
             weight = weight.view_as(weight)  # a fresh node: the hook sees this call's gradient only
             weight.register_hook(self._measure(active))
         return active, weight
@@ -253,7 +252,7 @@ class SparseNodeTP(nn.Module):
     """
 
     def __init__(self, irs1, irs2, irs_target, sparsity: float = 0.0, required: Sequence = (),
-                 rank_by: str = "saliency"):
+                 rank_by: str = "weight"):
         super().__init__()
         self.tp = NodeTP(irs1, irs2, irs_target)
         self.irs_out = self.tp.irs_out

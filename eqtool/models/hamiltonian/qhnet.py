@@ -131,8 +131,10 @@ class QHNet(nn.Module):
             pairs of the last one, so with 2 every pair keeps a full first product.
         tp2_sparsity: TP-gate sparsity of the second (pair-gated) product (``pair_layers: 2``;
             ``None``: ``tp_sparsity``). ``0`` keeps all its paths for the few pairs that run it.
+        pair_tp_channels: channels of the (first) pair tensor product (``None``: ``channels``); a
+            narrower product is cheaper, its output is zero-padded to ``channels``.
         tp_rank: how the TP gates rank paths (:class:`~eqtool.nn.sparse_gate.SparseTPGate`
-            ``rank_by``): ``"saliency"`` (``|w dL/dw|``, default) or ``"weight"`` (``|w|``, the paper's).
+            ``rank_by``): ``"weight"`` (``|w|``, the paper's; default) or ``"saliency"`` (``|w dL/dw|``).
         onsite_env: add the ``l <= 4`` neighbour environment to the on-site blocks (see the module
             docstring). Without it an sp3 carbon's on-site ``p``-``d`` and ``d``-``d`` blocks cannot be
             learned (ethanol: ~3000 µHa on-site error even when over-fitting one conformer).
@@ -148,13 +150,18 @@ class QHNet(nn.Module):
                  sparsity: float = 0.0, tp_random_steps: int = 1000, tp_adaptive_steps: int = 2000,
                  onsite_env: bool = True, pair_sparsity: float | None = None,
                  tp_sparsity: float | None = None, pair_layers: int = 1, tp2_sparsity: float | None = None,
-                 tp_rank: str = "saliency"):
+                 tp_rank: str = "weight", pair_tp_channels: int | None = None):
         super().__init__()
         basis = check_basis(basis)
         for name, value, lo in (("channels", channels, 1), ("lmax", lmax, 1), ("num_layers", num_layers, 1),
                                 ("num_basis", num_basis, 1), ("tp_random_steps", tp_random_steps, 0),
                                 ("tp_adaptive_steps", tp_adaptive_steps, 0)):
             _positive_int(name, value, lo)
+        pair_tp_channels = channels if pair_tp_channels is None else pair_tp_channels
+        _positive_int("pair_tp_channels", pair_tp_channels)
+        if pair_tp_channels > channels:
+            raise EqtoolError(f"'pair_tp_channels' ({pair_tp_channels}) must be <= 'channels' ({channels})",
+                              source="model")
         if pair_layers not in (1, 2) or isinstance(pair_layers, bool):
             raise EqtoolError(f"'pair_layers' must be 1 or 2, got {pair_layers!r}", source="model")
         pair_sparsity = sparsity if pair_sparsity is None else pair_sparsity
@@ -218,8 +225,10 @@ class QHNet(nn.Module):
         self.pair_irs_y = [o3.Irrep(l, (-1) ** l) for l in range(l_pair + 1)]
         self.pair_a = IrrepsLinear(hidden.irs, c, hidden)
         self.pair_b = IrrepsLinear(hidden.irs, c, hidden)
-        self.pair_c = IrrepsLinear(hidden.irs, c, hidden)
-        self.pair_d = IrrepsLinear(hidden.irs, c, hidden)
+        narrow = UniformIrreps(hidden.irs, pair_tp_channels)
+        self.pair_c = IrrepsLinear(hidden.irs, c, narrow)
+        self.pair_d = IrrepsLinear(hidden.irs, c, narrow)
+        self.pair_tp_channels = pair_tp_channels
         self.pair_layers = pair_layers
         self.pair_radial = MLP([num_basis, *radial_mlp, ((2 + pair_layers) * n_irs + l_pair + 1) * c])
         # block irreps the cheap part cannot give (1e, 2o, 3e: unnatural parity) keep a TP path each
@@ -246,6 +255,7 @@ class QHNet(nn.Module):
             "tp_adaptive_steps": tp_adaptive_steps, "onsite_env": self.onsite_env,
             "pair_sparsity": float(pair_sparsity), "tp_sparsity": float(tp_sparsity),
             "pair_layers": pair_layers, "tp2_sparsity": float(tp2_sparsity), "tp_rank": tp_rank,
+            "pair_tp_channels": pair_tp_channels,
         }
 
     @property
@@ -300,17 +310,22 @@ class QHNet(nn.Module):
         rows = self.irrep_of_row
         cheap = self.pair_a(h)[i] * ra[:, rows] + self.pair_b(h)[j] * rb[:, rows]  # [E, D, C]
         y = pair_y.unsqueeze(-1) * ry[:, self.l_of_y_row]  # [E, D_Y, C]
-        xi = self.pair_c(h)[i] * rc[:, rows]  # [E, D, C]
+        c1 = self.pair_tp_channels
+        xi = self.pair_c(h)[i] * rc[:, rows, :c1]  # [E, D, C1]
         xj = self.pair_d(h)[j]
+
+        def widen(t):  # [*, D_tp, C1] -> [*, D_tp, C] (zero channels)
+            return t if c1 == c else torch.nn.functional.pad(t, (0, c - c1))
+
         keep, weight = self._kept_pairs(h, i, j, radial, batch[K.BATCH])
         gate = weight[:, None, None].to(h.dtype)  # [K, 1, 1]
         if L == 1:  # the pair gate decides who runs the only product
-            tp = self.pair_tp(xi[keep], xj[keep]) * gate  # [K, D_tp, C]
+            tp = widen(self.pair_tp(xi[keep], xj[keep])) * gate  # [K, D_tp, C]
             tp_full = h.new_zeros(E, tp.shape[1], c).index_copy(0, keep, tp)  # [E, D_tp, C]
         else:  # every pair runs the first product, the kept ones add the second
             x2i = self.pair_e(h)[i[keep]] * rc2[keep][:, rows]  # [K, D, C]
             tp2 = self.pair_tp2(x2i, self.pair_f(h)[j[keep]]) * gate  # [K, D_tp, C]
-            tp_full = self.pair_tp(xi, xj).index_add(0, keep, tp2)  # [E, D_tp, C]
+            tp_full = widen(self.pair_tp(xi, xj)).index_add(0, keep, tp2)  # [E, D_tp, C]
         pair_type = elem[i] * n_el + elem[j]
         offd = self.pair_expansion(torch.cat([cheap, y, tp_full], dim=1), pair_type)  # [E, 14, 14]
         # ---- assemble [Q, 14, 14]: symmetrise, scale, add the mean, take each element's AOs
