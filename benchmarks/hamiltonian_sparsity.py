@@ -65,12 +65,13 @@ def gate_parts(args) -> dict[str, float]:
 
 
 def run_dir(molecule: str, kind: str, args) -> Path:
-    """``--run-root/[hexanol-]sparsity-<s>[-pair..-tp..-tp2..][-layers2][-lmax<l>][-tpch<c>][-saliency]``."""
+    """``--run-root/[hexanol-]sparsity-<s>[-pair..-tp..-tp2..][-layers2][-lmax<l>][-tpch<c>][-seed<s>][-saliency]``."""
     name = f"sparsity-{0.7 if kind == 'sparse' else 0:g}"
     name += "".join(f"-{k}{v:g}" for k, v in gate_parts(args).items()) if kind == "sparse" else ""
     name += f"-layers{args.pair_layers}" if args.pair_layers != 1 else ""
     name += f"-lmax{args.lmax}" if args.lmax != 2 else ""
     name += f"-tpch{args.pair_tp_channels}" if args.pair_tp_channels else ""
+    name += f"-seed{args.seed}" if args.seed else ""
     if kind == "sparse" and tuple(args.schedule) != (0.15, 0.30):
         name += "-schedule{:g}-{:g}".format(*args.schedule)
     if kind == "sparse" and args.tp_rank != "weight":  # folders without it: ranked by |w|
