@@ -65,7 +65,7 @@ def gate_parts(args) -> dict[str, float]:
 
 
 def run_dir(molecule: str, kind: str, args) -> Path:
-    """``--run-root/[hexanol-]sparsity-<s>[-pair..-tp..-tp2..][-layers2][-lmax<l>][-tpch<c>][-seed<s>][-saliency]``."""
+    """``--run-root/[hexanol-]sparsity-<s>[-pair..-tp..-tp2..][-layers2][-lmax<l>][-tpch<c>][-seed<s>]``."""
     name = f"sparsity-{0.7 if kind == 'sparse' else 0:g}"
     name += "".join(f"-{k}{v:g}" for k, v in gate_parts(args).items()) if kind == "sparse" else ""
     name += f"-layers{args.pair_layers}" if args.pair_layers != 1 else ""
@@ -74,8 +74,6 @@ def run_dir(molecule: str, kind: str, args) -> Path:
     name += f"-seed{args.seed}" if args.seed else ""
     if kind == "sparse" and tuple(args.schedule) != (0.15, 0.30):
         name += "-schedule{:g}-{:g}".format(*args.schedule)
-    if kind == "sparse" and args.tp_rank != "weight":  # folders without it: ranked by |w|
-        name += f"-{args.tp_rank}"
     return args.run_root / (name if molecule == "ethanol" else f"{molecule}-{name}")
 
 
@@ -104,7 +102,6 @@ def train(molecule: str, kind: str, data: Path, split: Path, args, log) -> Path:
         f"model.kwargs.tp_random_steps={int(args.schedule[0] * steps)}",
         f"model.kwargs.tp_adaptive_steps={int(args.schedule[1] * steps)}", f"trainer.max_epochs={epochs}",
         *(f"model.kwargs.{k}_sparsity={v}" for k, v in gate_parts(args).items() if sparsity > 0),
-        f"model.kwargs.tp_rank={args.tp_rank}",
         "trainer.max_time=null", "trainer.check_val_every=5", "trainer.log_every=10",
         f"trainer.checkpoint_every_steps={10 * steps}", f"trainer.seed={args.seed}",
     ]
@@ -212,8 +209,6 @@ def main(argv=None) -> int:
                         "as --tp-sparsity)")
     p.add_argument("--schedule", type=float, nargs=2, default=(0.15, 0.30), metavar=("RANDOM", "ADAPTIVE"),
                    help="fractions of the training steps in the random and adaptive TP-gate phases")
-    p.add_argument("--tp-rank", choices=("saliency", "weight"), default="weight",
-                   help="how the TP gates rank paths: |w dL/dw| or |w| (SPHNet's rule)")
     p.add_argument("--channels", type=int, default=32)
     p.add_argument("--pair-tp-channels", type=int, default=None,
                    help="channels of the (first) pair product of both models (default: --channels)")

@@ -325,8 +325,6 @@ def test_bad_input():
         QHNet(sparsity=1.0)
     with pytest.raises(EqtoolError, match="pair_tp_channels"):
         QHNet(channels=8, pair_tp_channels=16)
-    with pytest.raises(EqtoolError, match="tp_rank"):
-        QHNet(tp_rank="norm")
     m = QHNet(atomic_numbers=(1, 8), channels=4, num_layers=1)
     with pytest.raises(EqtoolError, match="element.* C not supported"):
         m(collate([_graph(molecule("CH4"))]))

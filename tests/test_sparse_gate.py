@@ -122,52 +122,6 @@ def test_tp_gate_state_is_saved():
     assert g2.phase == "fixed" and g2()[0].tolist() == [5, 6, 7, 8, 9]
 
 
-@pytest.mark.parametrize("rank_by", ["saliency", "weight"])
-def test_tp_gate_ranks_by_saliency_or_weight(rank_by):
-    """Saliency |w dL/dw| (measured in backward) vs |w|: large weights on paths the loss ignores."""
-    torch.manual_seed(0)
-    gate = SparseTPGate(8, 0.5, rank_by=rank_by)
-    with torch.no_grad():
-        gate.weight.copy_(torch.tensor([10.0, 1.0] * 4))
-    c = torch.tensor([0.01, 5.0, 0.02, 3.0, 0.03, 4.0, 0.04, 2.0])  # dL/dw of each path when active
-    gate.train()
-    counts = torch.zeros(8)
-    for _ in range(100):  # random phase, weights held fixed: saliency of path p -> |w_p c_p|
-        active, w = gate()
-        (w[active] * c[active]).sum().backward()
-        counts[active] += 1
-    assert bool((counts > 0).all())
-    measured = (gate.weight.detach() * c).abs() if rank_by == "saliency" else torch.zeros(8)
-    torch.testing.assert_close(gate.saliency, measured)
-    gate.eval()
-    with torch.no_grad():  # no measuring outside training
-        gate()
-    expected = [1, 3, 5, 7] if rank_by == "saliency" else [0, 2, 4, 6]
-    before = gate.saliency.clone()
-    gate.train()
-    for phase in ("adaptive", "fixed"):  # measured in the random phase only
-        gate.set_phase(phase)
-        active, w = gate()
-        assert active.tolist() == expected
-        (w[active] * 100 * c[active]).sum().backward()
-        torch.testing.assert_close(gate.saliency, before)
-    with pytest.raises(ValueError, match="rank_by"):
-        SparseTPGate(8, 0.5, rank_by="norm")
-
-
-def test_tp_gate_loads_state_without_saliency():
-    g1 = SparseTPGate(10, 0.5, rank_by="saliency")
-    g1.saliency.copy_(torch.arange(10.0))
-    g1.set_phase("fixed")
-    state = g1.state_dict()
-    assert "saliency" in state
-    del state["saliency"]  # a file from before the saliency buffer
-    g2 = SparseTPGate(10, 0.5, rank_by="saliency")
-    g2.load_state_dict(state)
-    assert g2.phase == "fixed" and g2()[0].tolist() == [5, 6, 7, 8, 9]
-    assert float(g2.saliency.abs().sum()) == 0.0
-
-
 def test_scheduler():
     s = SparsityScheduler(random_steps=5, adaptive_steps=3)
     assert [s.phase(t) for t in (0, 4, 5, 7, 8, 100)] == ["random"] * 2 + ["adaptive"] * 2 + ["fixed"] * 2

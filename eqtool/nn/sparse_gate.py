@@ -4,17 +4,13 @@
   descriptors; per system only the top ``ceil((1 - sparsity) * n_pairs)`` pairs are kept (they run
   the expensive tensor product) and the kept pairs are weighted by their score (so the gate learns).
 * :class:`SparseTPGate` -- a learnable weight per Clebsch-Gordan path of a tensor product; only the
-  top ``ceil((1 - sparsity) * n_paths)`` paths are computed, each scaled by its weight. "Top" is by
-  ``|w_p|`` as in the paper (default), or by saliency (``rank_by="saliency"``): a running mean of
-  ``|w_p dL/dw_p|`` over the random-phase steps that ran path ``p``, the first-order estimate of how
-  much the loss rises without it (on ethanol it trained worse than ``|w|``: docs/hamiltonian.md).
-  Paths can be grouped by an output irrep that must not vanish (e.g. one nothing else in the model
-  produces): each such group keeps its best path, and the top paths fill the remaining places.
+  top ``ceil((1 - sparsity) * n_paths)`` paths are computed, each scaled by its weight. Paths can be
+  grouped by an output irrep that must not vanish (e.g. one nothing else in the model produces):
+  each such group keeps its best path, and the top paths fill the remaining places.
 * :class:`SparsityScheduler` -- the paper's three phases for the TP gates, by training step:
-  ``random`` (a fresh random subset of paths every step, so every path is trained and its saliency
-  measured), ``adaptive`` (the top paths, re-selected every step: by ``|w|`` the set moves, by
-  saliency it stays), ``fixed`` (the selection is frozen in a buffer and the pruned product is what
-  inference runs).
+  ``random`` (a fresh random subset of paths every step, so every path is trained), ``adaptive``
+  (the top paths by ``|weight|``, re-selected every step), ``fixed`` (the selection is frozen in a
+  buffer and the pruned product is what inference runs).
 * :class:`SparseNodeTP` -- :class:`eqtool.nn.NodeTP` with a :class:`SparseTPGate`: it computes
   only the input-irrep blocks and output rows of the active paths, so the work shrinks with the
   sparsity.
@@ -101,37 +97,22 @@ class SparseTPGate(nn.Module):
     :attr:`phase` (set by :class:`SparsityScheduler`) and on ``self.training``:
 
     * training, ``random``: ``k`` paths drawn uniformly (``torch.randperm``, global RNG);
-    * training, ``adaptive`` -- and evaluation before ``fixed``: the top ``k`` (:meth:`top_paths`);
+    * training, ``adaptive`` -- and evaluation before ``fixed``: the top ``k`` by ``|weight|``;
     * ``fixed``: the frozen buffer :attr:`mask` (set once by :meth:`freeze`).
 
-    With ``groups``, the ``k`` paths always include the best (by the same ranking) of each required
-    group.
+    With ``groups``, the ``k`` paths always include the best (by the same ranking: ``|weight|``, or
+    the random draw) of each required group.
 
-    Saliency (``rank_by="saliency"``): while training in the ``random`` phase, each backward pass
-    through the returned weights updates :attr:`saliency` of the drawn paths, an exponential mean
-    (``decay``) of ``|w_p dL/dw_p|``. Only there: every path is drawn equally often and in random company, so the
-    values compare fairly; measuring the ``adaptive`` phase's top paths alone lowered their values
-    (gradients shrink as the model learns) below the stale ones of the others, and the selection
-    went round in circles (measured on ethanol). Under DDP each rank measures its own and the
-    model's buffers follow rank 0.
-
-    Buffers ``phase_index`` (0/1/2), ``mask`` and ``saliency`` are saved in ``state_dict`` (and
-    checkpoints).
+    Buffers ``phase_index`` (0/1/2) and ``mask`` are saved in ``state_dict`` (and checkpoints).
 
     Args:
         n_paths: number of CG paths.
         sparsity: fraction of paths pruned, in [0, 1).
         groups: per path, the index of the required group it belongs to (``-1``: none), e.g. its
             output irrep when that irrep has no other source; at most ``k`` groups.
-        rank_by: ``"weight"`` (``|w|``, the paper's rule; default) or ``"saliency"`` (paths never
-            measured rank last, ties by ``|w|``).
-        decay: of the saliency mean, per step a path is drawn.
     """
 
-    RANKINGS = ("saliency", "weight")
-
-    def __init__(self, n_paths: int, sparsity: float, groups: Sequence[int] | None = None,
-                 rank_by: str = "weight", decay: float = 0.98):
+    def __init__(self, n_paths: int, sparsity: float, groups: Sequence[int] | None = None):
         super().__init__()
         self.sparsity = _check_sparsity(sparsity)
         self.n_paths = int(n_paths)
@@ -143,22 +124,10 @@ class SparseTPGate(nn.Module):
         if n_groups > self.k:
             raise ValueError(f"{n_groups} required groups do not fit in the {self.k} paths kept at "
                              f"sparsity {self.sparsity}")
-        if rank_by not in self.RANKINGS:
-            raise ValueError(f"rank_by must be one of {self.RANKINGS}, got {rank_by!r}")
         self.groups = groups
-        self.rank_by = rank_by
-        self.decay = float(decay)
         self.weight = nn.Parameter(torch.ones(self.n_paths)) if self.sparsity > 0 else None
         self.register_buffer("phase_index", torch.zeros((), dtype=torch.long))
         self.register_buffer("mask", torch.ones(self.n_paths, dtype=torch.bool))
-        self.register_buffer("saliency", torch.zeros(self.n_paths))
-        self._register_load_state_dict_pre_hook(self._add_saliency)
-
-    @staticmethod
-    def _add_saliency(state_dict, prefix, *args) -> None:
-        """Files from before the saliency buffer: start it at zero (never measured)."""
-        if prefix + "mask" in state_dict and prefix + "saliency" not in state_dict:
-            state_dict[prefix + "saliency"] = torch.zeros(state_dict[prefix + "mask"].shape)
 
     @property
     def phase(self) -> str:
@@ -172,18 +141,11 @@ class SparseTPGate(nn.Module):
             self.freeze()
         self.phase_index.fill_(PHASES.index(phase))
 
-    def ranking(self) -> torch.Tensor:
-        """All paths, best first: by saliency then ``|w|`` (``rank_by="saliency"``), or by ``|w|``."""
-        order = torch.argsort(self.weight.detach().abs(), descending=True, stable=True)
-        if self.rank_by == "saliency":
-            order = order[torch.argsort(self.saliency[order], descending=True, stable=True)]
-        return order
-
     def top_paths(self) -> torch.Tensor:
-        """The ``k`` best paths (:meth:`ranking`) covering every group, sorted."""
+        """The ``k`` paths of largest ``|weight|`` (ties to the lower index) covering every group, sorted."""
         if self.weight is None:
             return torch.arange(self.n_paths, device=self.mask.device)
-        return self._select(self.ranking())
+        return self._select(torch.argsort(self.weight.detach().abs(), descending=True, stable=True))
 
     def _select(self, order: torch.Tensor) -> torch.Tensor:
         """The first path of ``order`` in each required group, then the next ones in ``order`` up to ``k``."""
@@ -206,38 +168,20 @@ class SparseTPGate(nn.Module):
         self.mask.copy_(mask)
         self.phase_index.fill_(PHASES.index("fixed"))
 
-    def _measure(self, active: torch.Tensor):
-        """Gradient hook on the weights: fold ``|w dL/dw|`` of the ``active`` paths into the saliency."""
-        w = self.weight.detach()
-
-        def hook(grad):
-            with torch.no_grad():
-                s = (w[active] * grad[active]).abs().to(self.saliency.dtype)
-                old = self.saliency[active]
-                self.saliency[active] = torch.where(old > 0, self.decay * old + (1 - self.decay) * s, s)
-            return grad
-
-        return hook
-
     def forward(self) -> tuple[torch.Tensor, torch.Tensor]:
         if self.weight is None:
             return torch.arange(self.n_paths, device=self.mask.device), torch.ones(self.n_paths)
         phase = self.phase
         if phase == "fixed":
-            return self.mask.nonzero().squeeze(-1), self.weight
-        if phase == "random" and self.training:
+            active = self.mask.nonzero().squeeze(-1)
+        elif phase == "random" and self.training:
             active = self._select(torch.randperm(self.n_paths, device=self.mask.device))
         else:
             active = self.top_paths()
-        weight = self.weight
-        if (self.rank_by == "saliency" and phase == "random" and self.training and torch.is_grad_enabled()
-                and weight.requires_grad):
-            weight = weight.view_as(weight)  # a fresh node: the hook sees this call's gradient only
-            weight.register_hook(self._measure(active))
-        return active, weight
+        return active, self.weight
 
     def extra_repr(self) -> str:
-        return f"n_paths={self.n_paths}, keep={self.k}, sparsity={self.sparsity}, rank_by={self.rank_by}"
+        return f"n_paths={self.n_paths}, keep={self.k}, sparsity={self.sparsity}"
 
 
 class SparseNodeTP(nn.Module):
@@ -251,8 +195,7 @@ class SparseNodeTP(nn.Module):
     of the output for good).
     """
 
-    def __init__(self, irs1, irs2, irs_target, sparsity: float = 0.0, required: Sequence = (),
-                 rank_by: str = "weight"):
+    def __init__(self, irs1, irs2, irs_target, sparsity: float = 0.0, required: Sequence = ()):
         super().__init__()
         self.tp = NodeTP(irs1, irs2, irs_target)
         self.irs_out = self.tp.irs_out
@@ -262,7 +205,7 @@ class SparseNodeTP(nn.Module):
         if missing:
             raise ValueError(f"required irreps {missing} have no path")
         groups = [need.index(ir) if ir in need else -1 for ir in self.irs_out]
-        self.gate = SparseTPGate(self.n_paths, sparsity, groups, rank_by)
+        self.gate = SparseTPGate(self.n_paths, sparsity, groups)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         active, weight = self.gate()

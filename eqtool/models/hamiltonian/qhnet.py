@@ -50,7 +50,7 @@ from eqtool.nn import (
     RadialBasis,
     UniformIrreps,
 )
-from eqtool.nn.sparse_gate import SparseNodeTP, SparsePairGate, SparseTPGate
+from eqtool.nn.sparse_gate import SparseNodeTP, SparsePairGate
 
 __all__ = ["QHNet", "all_pairs"]
 
@@ -133,8 +133,6 @@ class QHNet(nn.Module):
             ``None``: ``tp_sparsity``). ``0`` keeps all its paths for the few pairs that run it.
         pair_tp_channels: channels of the (first) pair tensor product (``None``: ``channels``); a
             narrower product is cheaper, its output is zero-padded to ``channels``.
-        tp_rank: how the TP gates rank paths (:class:`~eqtool.nn.sparse_gate.SparseTPGate`
-            ``rank_by``): ``"weight"`` (``|w|``, the paper's; default) or ``"saliency"`` (``|w dL/dw|``).
         onsite_env: add the ``l <= 4`` neighbour environment to the on-site blocks (see the module
             docstring). Without it an sp3 carbon's on-site ``p``-``d`` and ``d``-``d`` blocks cannot be
             learned (ethanol: ~3000 µHa on-site error even when over-fitting one conformer).
@@ -150,7 +148,7 @@ class QHNet(nn.Module):
                  sparsity: float = 0.0, tp_random_steps: int = 1000, tp_adaptive_steps: int = 2000,
                  onsite_env: bool = True, pair_sparsity: float | None = None,
                  tp_sparsity: float | None = None, pair_layers: int = 1, tp2_sparsity: float | None = None,
-                 tp_rank: str = "weight", pair_tp_channels: int | None = None):
+                 pair_tp_channels: int | None = None):
         super().__init__()
         basis = check_basis(basis)
         for name, value, lo in (("channels", channels, 1), ("lmax", lmax, 1), ("num_layers", num_layers, 1),
@@ -171,9 +169,6 @@ class QHNet(nn.Module):
                             ("tp_sparsity", tp_sparsity), ("tp2_sparsity", tp2_sparsity)):
             if not (isinstance(value, (int, float)) and 0.0 <= float(value) < 1.0):
                 raise EqtoolError(f"'{name}' must be in [0, 1), got {value!r}", source="model")
-        if tp_rank not in SparseTPGate.RANKINGS:
-            raise EqtoolError(f"'tp_rank' must be one of {SparseTPGate.RANKINGS}, got {tp_rank!r}",
-                              source="model")
         if not cutoff > 0 or not avg_num_neighbors > 0:
             raise EqtoolError("'cutoff' and 'avg_num_neighbors' must be > 0", source="model")
         self.elements = ElementIndex(atomic_numbers)
@@ -233,11 +228,11 @@ class QHNet(nn.Module):
         self.pair_radial = MLP([num_basis, *radial_mlp, ((2 + pair_layers) * n_irs + l_pair + 1) * c])
         # block irreps the cheap part cannot give (1e, 2o, 3e: unnatural parity) keep a TP path each
         tp_only = [ir for ir in exp_irs if ir not in hidden.irs and ir not in self.pair_irs_y]
-        self.pair_tp = SparseNodeTP(hidden.irs, hidden.irs, exp_irs, tp_sparsity, tp_only, tp_rank)
+        self.pair_tp = SparseNodeTP(hidden.irs, hidden.irs, exp_irs, tp_sparsity, required=tp_only)
         if pair_layers == 2:  # the gated second product: its own node linears and TP-gate
             self.pair_e = IrrepsLinear(hidden.irs, c, hidden)
             self.pair_f = IrrepsLinear(hidden.irs, c, hidden)
-            self.pair_tp2 = SparseNodeTP(hidden.irs, hidden.irs, exp_irs, tp2_sparsity, tp_only, tp_rank)
+            self.pair_tp2 = SparseNodeTP(hidden.irs, hidden.irs, exp_irs, tp2_sparsity, required=tp_only)
         self.pair_gate = SparsePairGate(2 * c + num_basis, pair_sparsity)
         self.pair_expansion = BlockExpansion(hidden.irs + self.pair_irs_y + self.pair_tp.irs_out, c,
                                              n_el * n_el)
@@ -254,7 +249,7 @@ class QHNet(nn.Module):
             "sparsity": float(sparsity), "tp_random_steps": tp_random_steps,
             "tp_adaptive_steps": tp_adaptive_steps, "onsite_env": self.onsite_env,
             "pair_sparsity": float(pair_sparsity), "tp_sparsity": float(tp_sparsity),
-            "pair_layers": pair_layers, "tp2_sparsity": float(tp2_sparsity), "tp_rank": tp_rank,
+            "pair_layers": pair_layers, "tp2_sparsity": float(tp2_sparsity),
             "pair_tp_channels": pair_tp_channels,
         }
 
