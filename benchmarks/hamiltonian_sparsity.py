@@ -254,11 +254,13 @@ def main(argv=None) -> int:
     if args.train_only:
         return 0
     res: dict = {}
+    sparse_cfg: dict = {}
     for mol, (data, split) in sets.items():
         graphs, focks = test_set(data, split)
         timed = graphs[: args.ethanol_batch if mol == "ethanol" else args.big_batch]
         for kind in ("dense", "sparse"):
             m = load_model(paths[f"{mol}/{kind}"], dtype=torch.float32).eval()
+            sparse_cfg = m.config if kind == "sparse" else sparse_cfg
             gate = m.pair_tp.gate
             log(f"{mol}/{kind}: {paths[f'{mol}/{kind}']} (sparsity {m.sparsity:g}, "
                 f"{sum(x.numel() for x in m.parameters())} parameters, "
@@ -272,7 +274,9 @@ def main(argv=None) -> int:
     cols = [("forward_ms", "forward ms"), ("tp_ms", "pair TPs ms"), ("tp_gate_ms", "TPs+gate ms"),
             ("tp_pairs", "TP rows"), ("h_mae_all", "H MAE µHa"), ("h_mae_diag", "on-site"),
             ("h_mae_offdiag", "off-site")]
-    print("\nQHNet sparsity 0 (dense) vs 0.7 (sparse); ratio = sparse / dense")
+    gates = {k: v for k, v in sparse_cfg.items() if k.endswith("sparsity")}
+    print("\nQHNet sparsity 0 (dense) vs 0.7 (sparse: " + ", ".join(f"{k} {v:g}" for k, v in gates.items())
+          + "); ratio = sparse / dense")
     print(f"{'molecule':<26}{'quantity':<13}{'dense':>11}{'sparse':>11}{'ratio':>8}")
     for mol in sets:
         d, s = res[f"{mol}/dense"], res[f"{mol}/sparse"]
