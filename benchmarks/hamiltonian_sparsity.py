@@ -260,7 +260,8 @@ def main(argv=None) -> int:
         timed = graphs[: args.ethanol_batch if mol == "ethanol" else args.big_batch]
         for kind in ("dense", "sparse"):
             m = load_model(paths[f"{mol}/{kind}"], dtype=torch.float32).eval()
-            sparse_cfg = m.config if kind == "sparse" else sparse_cfg
+            if kind == "sparse":
+                sparse_cfg = m.config  # its gate sparsities head the table
             gate = m.pair_tp.gate
             log(f"{mol}/{kind}: {paths[f'{mol}/{kind}']} (sparsity {m.sparsity:g}, "
                 f"{sum(x.numel() for x in m.parameters())} parameters, "
