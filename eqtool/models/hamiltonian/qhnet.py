@@ -151,12 +151,12 @@ class QHNet(nn.Module):
                  pair_tp_channels: int | None = None):
         super().__init__()
         basis = check_basis(basis)
+        pair_tp_channels = channels if pair_tp_channels is None else pair_tp_channels
         for name, value, lo in (("channels", channels, 1), ("lmax", lmax, 1), ("num_layers", num_layers, 1),
                                 ("num_basis", num_basis, 1), ("tp_random_steps", tp_random_steps, 0),
-                                ("tp_adaptive_steps", tp_adaptive_steps, 0)):
+                                ("tp_adaptive_steps", tp_adaptive_steps, 0),
+                                ("pair_tp_channels", pair_tp_channels, 1)):
             _positive_int(name, value, lo)
-        pair_tp_channels = channels if pair_tp_channels is None else pair_tp_channels
-        _positive_int("pair_tp_channels", pair_tp_channels)
         if pair_tp_channels > channels:
             raise EqtoolError(f"'pair_tp_channels' ({pair_tp_channels}) must be <= 'channels' ({channels})",
                               source="model")
