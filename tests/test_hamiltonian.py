@@ -506,6 +506,100 @@ def test_init_from_a_model_file_fine_tunes(tmp_path):
             train(bad, log=lambda *a: None)
 
 
+# ---------------------------------------------------------------------------- Δ-learning baseline
+def test_promolecule_baseline_is_close_to_the_b3lyp_fock_matrix():
+    """F0 = hcore + J[D_minao] - 0.25 K[D_minao] is within a few 10 mHa of the converged B3LYP Fock
+    matrix of the committed data; the core Hamiltonian alone is ~30x farther (a wrong sign or a missing
+    J would fail this)."""
+    from eqtool.dft.baseline import baseline_fock
+    from eqtool.dft.basis import matrix_from_blocks
+    from eqtool.io.hdf5 import H5Dataset
+
+    for g in list(H5Dataset(TINY))[:3]:
+        F = matrix_from_blocks(np.asarray(g.labels[K.HAMILTONIAN]), g.atomic_numbers)
+        F0 = baseline_fock(g.atomic_numbers, g.positions)
+        hcore = _pyscf_mol(g.atomic_numbers, g.positions)
+        hcore = hcore.intor("int1e_kin") + hcore.intor("int1e_nuc")
+        assert np.abs(F - F0).mean() < 0.04, g.source  # Hartree
+        assert np.abs(F - F0).mean() < 0.1 * np.abs(F - hcore).mean(), g.source
+
+
+@pytest.mark.parametrize("improper", [False, True])
+def test_baseline_model_is_equivariant_and_adds_the_baseline(improper):
+    """The batch's F0 comes from PySCF at each geometry, so this checks F0's covariance too."""
+    from eqtool.dft.baseline import baseline_fock
+    from eqtool.models.hamiltonian.predict import model_batch, predict_blocks
+
+    torch.manual_seed(3)
+    m = QHNet(atomic_numbers=(1, 6, 8), channels=8, num_layers=1, baseline="promolecule").double().eval()
+    plain = QHNet(atomic_numbers=(1, 6, 8), channels=8, num_layers=1).double().eval()
+    plain.load_state_dict(m.state_dict())
+    atoms = _rattled("CH3CH2OH", 4)
+    R = o3.rand_matrix(dtype=torch.float64) * (-1.0 if improper else 1.0)
+    rotated = atoms.copy()
+    rotated.positions = atoms.positions @ R.numpy().T + np.array([1.0, 0.5, -2.0])
+    with torch.no_grad():
+        H = _full(m(model_batch(m, [_graph(atoms)]))[K.HAMILTONIAN], atoms.numbers)
+        H_rot = _full(m(model_batch(m, [_graph(rotated)]))[K.HAMILTONIAN], atoms.numbers)
+        net = _full(plain(collate([_graph(atoms)], dtype=torch.float64))[K.HAMILTONIAN], atoms.numbers)
+    U = ao_rotation(BASIS, atoms.numbers, R)
+    assert (U @ H @ U.T - H_rot).abs().max() <= 1e-8
+    F0 = torch.from_numpy(baseline_fock(atoms.numbers, atoms.positions))
+    assert (H - net - F0).abs().max() <= 1e-10
+    assert np.allclose(predict_blocks(m, [_graph(atoms)])[0], m(model_batch(m, [_graph(atoms)]))[
+        K.HAMILTONIAN].detach().numpy(), atol=1e-12)
+
+
+def test_baseline_bad_input():
+    with pytest.raises(EqtoolError, match="unknown Hamiltonian baseline 'huckel'"):
+        QHNet(baseline="huckel")
+    m = QHNet(atomic_numbers=(1, 8), channels=4, num_layers=1, baseline="promolecule")
+    with pytest.raises(EqtoolError, match="no 'hamiltonian_baseline' blocks"):
+        m(collate([_graph(molecule("H2O"))], dtype=torch.float32))
+    assert QHNet(baseline="none").baseline is None
+
+
+def test_reference_is_fitted_on_the_residual():
+    """With a baseline the mean on-site blocks and the scale are those of H - F0: here F0 = H, so the
+    mean is zero (and the scale falls back to 1); without it they are H's."""
+    from eqtool.tasks.hamiltonian import fit_reference
+
+    graphs = []
+    for k in range(2):
+        g = _graph(_rattled("H2O", 20 + k))
+        H = np.random.default_rng(k).normal(size=(9, MAX_AO, MAX_AO))
+        graphs.append(dataclasses.replace(g, labels={K.HAMILTONIAN: H, K.HAMILTONIAN_BASELINE: H}))
+    with_base = QHNet(atomic_numbers=(1, 8), channels=4, num_layers=1, baseline="promolecule")
+    assert fit_reference(with_base, graphs)["scale"] == 1.0 and with_base.diag_mean.abs().max() == 0
+    without = QHNet(atomic_numbers=(1, 8), channels=4, num_layers=1)
+    assert fit_reference(without, graphs)["scale"] > 0.5 and without.diag_mean.abs().max() > 0.1
+
+
+def test_train_with_a_baseline(tmp_path):
+    """A Δ-learning recipe trains, exports a model whose config names the baseline, and its test
+    metrics are what the exported model gives on the test split (baseline computed again)."""
+    from eqtool.data.datamodule import open_splits
+    from eqtool.models.files import load_model
+    from eqtool.tasks.hamiltonian import evaluate_hamiltonian
+    from eqtool.train import train
+
+    data = tmp_path / "h.h5"
+    _write_dataset(data, n_water=4, n_ethanol=2)
+    cfg = _recipe(tmp_path, data, max_epochs=1)
+    cfg = dataclasses.replace(cfg, model=dataclasses.replace(
+        cfg.model, kwargs={**cfg.model.kwargs, "baseline": "promolecule"}))
+    logs = []
+    run = train(cfg, log=logs.append)
+    assert any("baseline 'promolecule' for 6 molecules" in str(x) for x in logs), logs
+    model = load_model(run / "model.pt", dtype=torch.float64)
+    assert model.baseline == "promolecule"
+    metrics = json.loads((run / "test_metrics.json").read_text())
+    _, parts = open_splits(cfg.data)
+    again = evaluate_hamiltonian(model, [parts["test"][k] for k in range(len(parts["test"]))])
+    assert again["all"]["h_mae"] == pytest.approx(metrics["molecules"]["all"]["h_mae"], rel=1e-6)
+    assert np.isfinite(metrics["molecules"]["all"]["h_mae"])
+
+
 # ---------------------------------------------------------------------------- the shipped model
 SHIPPED = "water-ethanol-svp"
 TINY = Path(__file__).resolve().parents[1] / "data" / "hamiltonian_tiny.h5"

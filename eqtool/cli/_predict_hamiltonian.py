@@ -30,8 +30,13 @@ def _predict_blocks(net: Callable, graph: AtomGraph) -> np.ndarray:
     from eqtool.dft.basis import MAX_AO
 
     device, dtype = _device_dtype(net)
-    batch = collate([graph], dtype=dtype, cutoff=getattr(net, "cutoff", None), label_keys=())
-    batch = {k: v.to(device) for k, v in batch.items()}
+    if getattr(net, "baseline", None) is not None:  # Δ-learning: the batch carries F0 (PySCF)
+        from eqtool.models.hamiltonian.predict import model_batch
+
+        batch = model_batch(net, [graph], dtype, device)
+    else:
+        batch = collate([graph], dtype=dtype, cutoff=getattr(net, "cutoff", None), label_keys=())
+        batch = {k: v.to(device) for k, v in batch.items()}
     with torch.no_grad():
         out = net(batch)
     if "hamiltonian" not in out:

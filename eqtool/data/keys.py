@@ -19,7 +19,7 @@ from dataclasses import dataclass
 __all__ = [
     "POSITIONS", "ATOMIC_NUMBERS", "BATCH", "N_ATOMS", "CELL", "PBC", "EDGE_INDEX", "EDGE_SHIFT",
     "ENERGY", "ENERGIES", "FORCES", "STRESS", "VIRIAL", "CHARGES", "MAGMOMS", "DIFFUSION_TIME",
-    "NODE_MASK", "HAMILTONIAN", "OVERLAP", "Field", "FIELDS", "level_of", "STRUCTURE_KEYS",
+    "NODE_MASK", "HAMILTONIAN", "HAMILTONIAN_BASELINE", "OVERLAP", "Field", "FIELDS", "level_of", "STRUCTURE_KEYS",
 ]
 
 # structure
@@ -44,6 +44,7 @@ DIFFUSION_TIME = "diffusion_time"  # [B] in [0, 1]
 NODE_MASK = "node_mask"  # [N] bool, e.g. ligand atoms in a complex
 HAMILTONIAN = "hamiltonian"  # pair level: [sum n_i^2, max_ao, max_ao] Hartree, AO blocks
 OVERLAP = "overlap"  # pair level, like HAMILTONIAN
+HAMILTONIAN_BASELINE = "hamiltonian_baseline"  # pair level, Hartree: a model input (eqtool.dft.baseline)
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,7 @@ FIELDS: dict[str, Field] = {
     NODE_MASK: Field("node", "bool"),
     HAMILTONIAN: Field("pair", "float", "Hartree"),
     OVERLAP: Field("pair", "float"),
+    HAMILTONIAN_BASELINE: Field("pair", "float", "Hartree"),
 }
 
 # keys every graph carries; everything else is an optional label

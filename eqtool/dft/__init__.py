@@ -4,6 +4,7 @@
 * orbital energies by symmetric orthogonalisation (:mod:`.eigen`)
 * QH9/QHNet metrics (:mod:`.metrics`)
 * PySCF glue: molecules, RKS, SCF from a predicted guess (:mod:`.pyscf_tools`; needs ``eqtool[dft]``)
+* the Δ-learning baseline ``F0`` of Hamiltonian models (:mod:`.baseline`; needs ``eqtool[dft]``)
 * writing Hamiltonian datasets in the eqtool HDF5 format (:mod:`.h5`)
 """
 

@@ -73,12 +73,18 @@ class HamiltonianDataModule(L.LightningDataModule):
         basis: the model's basis; an ``.h5`` whose ``basis`` attribute differs raises :class:`EqtoolError`.
         dtype: float dtype of the batches.
         keys: the labels the batches carry (``overlap``, ``n_occ`` too for ``loss.orth``/``loss.occ``).
+        baseline: the model's Δ-learning baseline (:mod:`eqtool.dft.baseline`) or ``None``; computed
+            once per molecule in :meth:`setup` (PySCF) and batched as ``hamiltonian_baseline``.
+        log: where :meth:`setup` reports the baseline's cost.
     """
 
     def __init__(self, cfg, basis: str, dtype: torch.dtype = torch.float64,
-                 keys: Sequence[str] = (K.HAMILTONIAN,)):
+                 keys: Sequence[str] = (K.HAMILTONIAN,), baseline: str | None = None, log=print):
         super().__init__()
         self.cfg, self.basis, self.dtype, self.keys = cfg, basis, dtype, tuple(keys)
+        self.baseline, self.log = baseline, log
+        if baseline is not None:
+            self.keys += (K.HAMILTONIAN_BASELINE,)
         self.datasets: dict[str, _Graphs] = {}
         self.splits: dict[str, np.ndarray] = {}
 
@@ -88,7 +94,20 @@ class HamiltonianDataModule(L.LightningDataModule):
         from eqtool.data.datamodule import open_splits
 
         self.splits, parts = open_splits(self.cfg, check=self._check_basis)
+        if self.baseline is not None:
+            parts = self._with_baseline(parts)
         self.datasets = {name: _Graphs(graphs) for name, graphs in parts.items()}
+
+    def _with_baseline(self, parts: dict) -> dict:
+        import time
+
+        from eqtool.dft.baseline import with_baseline
+
+        t0, n = time.perf_counter(), sum(len(g) for g in parts.values())
+        out = {name: with_baseline([g[k] for k in range(len(g))], self.baseline, self.basis)
+               for name, g in parts.items()}
+        self.log(f"baseline '{self.baseline}' for {n} molecules in {time.perf_counter() - t0:.1f} s")
+        return out
 
     def _check_basis(self, full) -> None:
         file_basis = getattr(full, "attrs", {}).get("basis")
@@ -245,16 +264,24 @@ class HamiltonianTask(ModelTask):
 def fit_reference(model, graphs, max_systems: int = 500) -> dict[str, float]:
     """Set ``model.diag_mean`` (per element: the rotation-invariant part of the mean on-site block,
     i.e. ``trace / (2l + 1)`` times the identity on each same-``l`` shell pair) and ``model.scale``
-    (RMS of the remaining H entries), from up to ``max_systems`` training graphs. Returns both (Hartree)."""
+    (RMS of the remaining H entries), from up to ``max_systems`` training graphs. Returns both (Hartree).
+    A Δ-learning model's reference is fitted on ``H - F0`` (the graphs must carry the baseline)."""
     from eqtool.models.hamiltonian.basis import MAX_AO, shells
 
     zs = model.atomic_numbers.tolist()
     sums = {z: np.zeros((MAX_AO, MAX_AO)) for z in zs}
     counts = dict.fromkeys(zs, 0)
     used = [graphs[i] for i in range(min(len(graphs), max_systems))]
+
+    def target(g) -> np.ndarray:
+        H = np.asarray(g.labels[K.HAMILTONIAN], dtype=np.float64)
+        if getattr(model, "baseline", None) is not None:
+            H = H - np.asarray(g.labels[K.HAMILTONIAN_BASELINE], dtype=np.float64)
+        return H
+
     for g in used:
         n = g.n_atoms
-        H = np.asarray(g.labels[K.HAMILTONIAN], dtype=np.float64)
+        H = target(g)
         for a, z in enumerate(g.atomic_numbers.tolist()):
             if z not in sums:
                 continue  # the model's element check reports it later
@@ -282,7 +309,7 @@ def fit_reference(model, graphs, max_systems: int = 500) -> dict[str, float]:
     sq, cnt = 0.0, 0
     for g in used:
         n = g.n_atoms
-        H = np.asarray(g.labels[K.HAMILTONIAN], dtype=np.float64).copy()
+        H = target(g).copy()
         elem = model.elements(torch.as_tensor(g.atomic_numbers)).tolist()
         for a in range(n):
             idx = model.ao_index[elem[a]]
@@ -316,7 +343,11 @@ def prepare_hamiltonian(cfg, log=print):
     basis = cfg.model.kwargs.get("basis", defaults["basis"])
     from eqtool.models.hamiltonian.basis import check_basis
 
-    dm = HamiltonianDataModule(cfg.data, check_basis(basis), dtype, keys=_label_keys(cfg.loss))
+    from eqtool.dft.baseline import check_baseline
+
+    baseline = check_baseline(cfg.model.kwargs.get("baseline"))
+    dm = HamiltonianDataModule(cfg.data, check_basis(basis), dtype, keys=_label_keys(cfg.loss),
+                               baseline=baseline, log=log)
     dm.setup()
     train = dm.datasets["train"].graphs
     model = build_model(cfg.model.name, **cfg.model.kwargs).to(torch.float64)
@@ -408,6 +439,7 @@ def train_hamiltonian(config, resume: bool = False, log=print) -> Path:
             return prepare_hamiltonian(config, log=log)
         dtype = getattr(torch, config.trainer.dtype)
         model = model_from_last(last, dtype)
-        return model, HamiltonianDataModule(config.data, model.basis, dtype, keys=_label_keys(config.loss))
+        return model, HamiltonianDataModule(config.data, model.basis, dtype, keys=_label_keys(config.loss),
+                                            baseline=getattr(model, "baseline", None), log=log)
 
     return fit(config, resume, log, setup, HamiltonianTask, finish_hamiltonian)

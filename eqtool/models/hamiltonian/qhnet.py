@@ -21,6 +21,8 @@ gates (Luo et al., ICML 2025, arXiv:2502.01171).
 4. ``H = S (B + B^T) / 2 + mean`` per block: symmetric (``H_ij = H_ji^T``), ``scale`` times the
    network output ``B`` plus a fitted per-element invariant diagonal ``mean``, then each element's
    AOs are taken out of the 14-AO layout (zero padding beyond its AO count).
+5. With a ``baseline`` (Δ-learning, :mod:`eqtool.dft.baseline`) the network predicts ``F - F0`` and
+   the output is ``H + F0``: the batch carries ``F0`` as ``hamiltonian_baseline`` pair blocks.
 
 Output: ``{"hamiltonian": [sum n_i^2, 14, 14]}`` in Hartree, PySCF AO order, pair level (row-major
 over (i, j) per molecule, as :data:`eqtool.data.keys.HAMILTONIAN`).
@@ -138,6 +140,9 @@ class QHNet(nn.Module):
             learned (ethanol: ~3000 µHa on-site error even when over-fitting one conformer).
             Model files written before this option existed load with the term present but zero
             (:meth:`_migrate_state_dict`), i.e. exactly as they were trained.
+        baseline: ``None`` or ``"promolecule"``: add the physics baseline ``F0`` the batch carries
+            (``hamiltonian_baseline``; :func:`eqtool.models.hamiltonian.predict.model_batch` computes
+            it with PySCF) to the output; the network then only learns ``F - F0``.
     """
 
     kind = "hamiltonian"
@@ -148,9 +153,12 @@ class QHNet(nn.Module):
                  sparsity: float = 0.0, tp_random_steps: int = 1000, tp_adaptive_steps: int = 2000,
                  onsite_env: bool = True, pair_sparsity: float | None = None,
                  tp_sparsity: float | None = None, pair_layers: int = 1, tp2_sparsity: float | None = None,
-                 pair_tp_channels: int | None = None):
+                 pair_tp_channels: int | None = None, baseline: str | None = None):
         super().__init__()
+        from eqtool.dft.baseline import check_baseline
+
         basis = check_basis(basis)
+        self.baseline = check_baseline(baseline)
         pair_tp_channels = channels if pair_tp_channels is None else pair_tp_channels
         for name, value, lo in (("channels", channels, 1), ("lmax", lmax, 1), ("num_layers", num_layers, 1),
                                 ("num_basis", num_basis, 1), ("tp_random_steps", tp_random_steps, 0),
@@ -250,7 +258,7 @@ class QHNet(nn.Module):
             "tp_adaptive_steps": tp_adaptive_steps, "onsite_env": self.onsite_env,
             "pair_sparsity": float(pair_sparsity), "tp_sparsity": float(tp_sparsity),
             "pair_layers": pair_layers, "tp2_sparsity": float(tp2_sparsity),
-            "pair_tp_channels": pair_tp_channels,
+            "pair_tp_channels": pair_tp_channels, "baseline": self.baseline,
         }
 
     @property
@@ -336,6 +344,13 @@ class QHNet(nn.Module):
         ci = self.ao_index[elem[pj]]
         out = padded.gather(1, ri[:, :, None].expand(-1, -1, MAX_AO + 1))  # rows
         out = out.gather(2, ci[:, None, :].expand(-1, MAX_AO, -1))  # cols -> [Q, 14, 14]
+        if self.baseline is not None:
+            base = batch.get(K.HAMILTONIAN_BASELINE)
+            if base is None:
+                raise EqtoolError(f"this model predicts H on top of the '{self.baseline}' baseline, but the "
+                                  f"batch has no '{K.HAMILTONIAN_BASELINE}' blocks (compute them with "
+                                  "eqtool.models.hamiltonian.predict.model_batch)", source="model")
+            out = out + base.to(out.dtype)
         return {K.HAMILTONIAN: out}
 
     def _kept_pairs(self, h, i, j, radial, batch_index):
@@ -365,6 +380,7 @@ class QHNet(nn.Module):
                 state_dict[name] = torch.zeros_like(tensor)
 
     def extra_repr(self) -> str:
-        return f"basis={self.basis}, elements={self.config['atomic_numbers']}, sparsity={self.sparsity}" + (
+        base = f", baseline={self.baseline}" if self.baseline else ""
+        return f"basis={self.basis}, elements={self.config['atomic_numbers']}, sparsity={self.sparsity}{base}" + (
             f" (pairs {self.config['pair_sparsity']}, TP paths {self.config['tp_sparsity']})"
             if self.config["pair_sparsity"] != self.config["tp_sparsity"] else "")
