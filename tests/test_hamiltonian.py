@@ -597,6 +597,12 @@ def test_train_with_a_baseline(tmp_path):
     _, parts = open_splits(cfg.data)
     again = evaluate_hamiltonian(model, [parts["test"][k] for k in range(len(parts["test"]))])
     assert again["all"]["h_mae"] == pytest.approx(metrics["molecules"]["all"]["h_mae"], rel=1e-6)
+    # fine-tuning from the file (no kwargs in the recipe) computes the file's baseline for the data
+    from eqtool.config.schema import ModelConfig
+
+    tuned = dataclasses.replace(cfg, run_dir=str(tmp_path / "tuned"),
+                                model=ModelConfig(name="qhnet", init_from=str(run / "model.pt")))
+    assert load_model(train(tuned, log=lambda *a: None) / "model.pt").baseline == "promolecule"
     assert np.isfinite(metrics["molecules"]["all"]["h_mae"])
 
 

@@ -345,7 +345,12 @@ def prepare_hamiltonian(cfg, log=print):
 
     from eqtool.dft.baseline import check_baseline
 
-    baseline = check_baseline(cfg.model.kwargs.get("baseline"))
+    baseline = cfg.model.kwargs.get("baseline")
+    if cfg.model.init_from and "baseline" not in cfg.model.kwargs:  # fine-tuning: the file's baseline
+        from eqtool.models.files import read_model_file
+
+        baseline = read_model_file(cfg.model.init_from)["config"].get("baseline")
+    baseline = check_baseline(baseline)
     dm = HamiltonianDataModule(cfg.data, check_basis(basis), dtype, keys=_label_keys(cfg.loss),
                                baseline=baseline, log=log)
     dm.setup()
