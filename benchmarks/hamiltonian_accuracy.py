@@ -84,6 +84,24 @@ def main(argv=None) -> None:
     split_file = args.split or args.data.with_suffix(".split.json")
     model = load_model(args.model, dtype=torch.float64)
     graphs, split = _test_graphs(args.data, split_file)
+    baseline_only = None
+    if getattr(model, "baseline", None) is not None:  # F0 once, reused below; and F0 alone as a reference
+        from eqtool.data import keys as K
+        from eqtool.dft.baseline import with_baseline
+        from eqtool.dft.basis import matrix_from_blocks
+
+        t0 = time.perf_counter()
+        graphs = with_baseline(graphs, model.baseline, model.basis)
+        per: dict[str, list] = {}
+        for g in graphs:
+            F0, F = (matrix_from_blocks(np.asarray(g.labels[k]), g.atomic_numbers)
+                     for k in (K.HAMILTONIAN_BASELINE, K.HAMILTONIAN))
+            per.setdefault(g.info.get("name", "?"), []).append(np.abs(F0 - F).mean() * 1e6)
+        baseline_only = {k: float(np.mean(v)) for k, v in sorted(per.items())}
+        print(f"baseline '{model.baseline}' F0 for {len(graphs)} molecules in "
+              f"{time.perf_counter() - t0:.1f} s; "
+              "F0 alone (no network), H MAE µHa: "
+              + ", ".join(f"{k} {v:.0f}" for k, v in baseline_only.items()))
     t0 = time.perf_counter()
     metrics = evaluate_hamiltonian(model, graphs)
     print(f"{args.model} on {args.data.name} test split ({len(graphs)} molecules, "
@@ -115,7 +133,8 @@ def main(argv=None) -> None:
                "n_train": len(split["train"]), "data_counts": split.get("by_molecule"),
                "checkpoint": extra.get("checkpoint"),
                "units": {c: ("%" if c == "psi" else "µHa") for c in cols},
-               "molecules": metrics, "scf": scf, "targets_uHa": TARGETS_UHA, "meets_targets": meets,
+               "molecules": metrics, "scf": scf, "baseline": getattr(model, "baseline", None),
+               "baseline_only_h_mae": baseline_only, "targets_uHa": TARGETS_UHA, "meets_targets": meets,
                "command": "python benchmarks/hamiltonian_accuracy.py --model " + name + " --write-metrics"}
         path = SHIPPED_DIR / f"{name}.metrics.json"
         path.write_text(json.dumps(out, indent=2) + "\n")

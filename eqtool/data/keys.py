@@ -19,7 +19,8 @@ from dataclasses import dataclass
 __all__ = [
     "POSITIONS", "ATOMIC_NUMBERS", "BATCH", "N_ATOMS", "CELL", "PBC", "EDGE_INDEX", "EDGE_SHIFT",
     "ENERGY", "ENERGIES", "FORCES", "STRESS", "VIRIAL", "CHARGES", "MAGMOMS", "DIFFUSION_TIME",
-    "NODE_MASK", "HAMILTONIAN", "HAMILTONIAN_BASELINE", "OVERLAP", "Field", "FIELDS", "level_of", "STRUCTURE_KEYS",
+    "NODE_MASK", "HAMILTONIAN", "HAMILTONIAN_BASELINE", "OVERLAP", "Field", "FIELDS", "level_of",
+    "STRUCTURE_KEYS",
 ]
 
 # structure

@@ -341,9 +341,8 @@ def prepare_hamiltonian(cfg, log=print):
                           "needs model.name: qhnet", source="recipe")
     dtype = getattr(torch, cfg.trainer.dtype)
     basis = cfg.model.kwargs.get("basis", defaults["basis"])
-    from eqtool.models.hamiltonian.basis import check_basis
-
     from eqtool.dft.baseline import check_baseline
+    from eqtool.models.hamiltonian.basis import check_basis
 
     baseline = cfg.model.kwargs.get("baseline")
     if cfg.model.init_from and "baseline" not in cfg.model.kwargs:  # fine-tuning: the file's baseline

@@ -381,6 +381,7 @@ class QHNet(nn.Module):
 
     def extra_repr(self) -> str:
         base = f", baseline={self.baseline}" if self.baseline else ""
-        return f"basis={self.basis}, elements={self.config['atomic_numbers']}, sparsity={self.sparsity}{base}" + (
+        head = f"basis={self.basis}, elements={self.config['atomic_numbers']}, sparsity={self.sparsity}"
+        return head + base + (
             f" (pairs {self.config['pair_sparsity']}, TP paths {self.config['tp_sparsity']})"
             if self.config["pair_sparsity"] != self.config["tp_sparsity"] else "")
