@@ -354,7 +354,7 @@ def prepare_hamiltonian(cfg, log=print):
                                baseline=baseline, log=log)
     dm.setup()
     train = dm.datasets["train"].graphs
-    model = build_model(cfg.model.name, **cfg.model.kwargs).to(torch.float64)
+    model = build_model(cfg.model.name, **{**cfg.model.kwargs, "baseline": baseline}).to(torch.float64)
     fitted = fit_reference(model, train)
     log(f"data: {cfg.data.path}: train {len(dm.splits['train'])}, val {len(dm.splits['val'])}, "
         f"test {len(dm.splits['test'])} molecules; basis {basis}; output scale {fitted['scale']:.4g} Ha "
