@@ -7,7 +7,8 @@ Run (one CPU core; with the defaults ~40 minutes: 4 models, then the timings)::
     python benchmarks/hamiltonian_sparsity.py ... --train-only hexanol/sparse   # one model (run in parallel)
 
 1. Models: for each molecule, two models trained with ``recipes/hamiltonian/water-ethanol.yaml``
-   (the shipped model's recipe: 32 channels, 3 layers, ``lmax`` 2) on that molecule's training
+   (the ``-direct`` model's recipe: 32 channels, 3 layers, ``lmax`` 2; ``--baseline`` adds a Δ-learning
+   baseline to both) on that molecule's training
    conformers only, with the same budget and seed: one with ``model.kwargs.sparsity: 0`` and one
    with ``0.7`` (SPHNet's three-phase TP-gate schedule compressed to the budget: by default random
    for 15 % and adaptive for 30 % of the steps, ``--schedule``, then fixed). Molecules: ethanol
