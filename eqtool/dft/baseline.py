@@ -20,7 +20,7 @@ Needs PySCF (the ``dft`` extra).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -49,22 +49,21 @@ def baseline_fock(atomic_numbers, positions_angstrom, name: str = "promolecule",
     from eqtool.dft.pyscf_tools import build_mol
 
     check_baseline(name)
+    mol = build_mol(atomic_numbers, positions_angstrom, basis=basis)  # raises if PySCF is missing
     from pyscf.scf import hf
 
-    mol = build_mol(atomic_numbers, positions_angstrom, basis=basis)
     dm = hf.init_guess_by_minao(mol)
     vj, vk = hf.get_jk(mol, dm, hermi=1)
     return hf.get_hcore(mol) + vj - EXCHANGE * vk
 
 
-def with_baseline(graphs: Sequence, name: str, basis: str = "def2-svp",
-                  progress: Callable[[int], None] | None = None) -> list:
+def with_baseline(graphs: Sequence, name: str, basis: str = "def2-svp") -> list:
     """``graphs`` with the pair-level label ``hamiltonian_baseline`` (``[n^2, 14, 14]``, Hartree) set;
-    graphs that carry it already are returned as they are. ``progress(k)`` is called after each one."""
+    graphs that carry it already are returned as they are."""
     from eqtool.dft.basis import blocks_from_matrix
 
     out = []
-    for k, g in enumerate(graphs):
+    for g in graphs:
         if K.HAMILTONIAN_BASELINE not in g.labels:
             try:
                 F0 = baseline_fock(g.atomic_numbers, g.positions, name, basis)
@@ -73,6 +72,4 @@ def with_baseline(graphs: Sequence, name: str, basis: str = "def2-svp",
             labels = {**g.labels, K.HAMILTONIAN_BASELINE: blocks_from_matrix(F0, g.atomic_numbers)}
             g = dataclasses.replace(g, labels=labels)
         out.append(g)
-        if progress is not None:
-            progress(k + 1)
     return out
