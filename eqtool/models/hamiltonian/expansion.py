@@ -70,13 +70,13 @@ class BlockExpansion(nn.Module):
         expand = torch.zeros(rows_total, MAX_AO * MAX_AO, dtype=torch.float64)
         self.groups: list[tuple[int, int, int]] = []  # (dim, n_paths, k copies in x)
         self.weights = nn.ParameterList()
+        rows_all: list[int] = []  # x's rows, group after group: one index_select, then a split
         row, n_scalar = 0, 0
         for ir, plist in paths.items():
             rows_x = [r for i, ir_x in enumerate(irs_in) if ir_x == ir
                       for r in range(offsets[i], offsets[i + 1])]
             k = len(rows_x) // ir.dim
-            self.register_buffer(f"rows_{len(self.groups)}", torch.tensor(rows_x, dtype=torch.long),
-                                 persistent=False)
+            rows_all += rows_x
             self.groups.append((ir.dim, len(plist), k))
             self.weights.append(nn.Parameter(torch.randn(k * channels, len(plist))))
             for q, (sa, la, sb, lb) in enumerate(plist):
@@ -89,6 +89,8 @@ class BlockExpansion(nn.Module):
             row += ir.dim * len(plist)
             if ir == o3.Irrep("0e"):
                 n_scalar = len(plist)
+        # one gather: the backward of a per-group index_select would zero-fill a copy of x per group
+        self.register_buffer("rows", torch.tensor(rows_all, dtype=torch.long), persistent=False)
         self.channels = channels
         self.n_scalar = n_scalar
         self.n_coef = rows_total
@@ -107,6 +109,7 @@ class BlockExpansion(nn.Module):
     def forward(self, x: torch.Tensor, types: torch.Tensor) -> torch.Tensor:
         P, C = x.shape[0], self.channels
         scale = self.type_scale[types]  # [P, n_paths_total]
+        xs = x.index_select(1, self.rows).split([d * k for d, _, k in self.groups], dim=1)
         coefs, start = [], 0
         for g, ((d, n, k), w) in enumerate(zip(self.groups, self.weights, strict=True)):
             s = scale[:, start: start + n]  # [P, n]
@@ -114,8 +117,7 @@ class BlockExpansion(nn.Module):
             if k == 0:
                 coefs.append(x.new_zeros(P, d * n))
                 continue
-            xg = x.index_select(1, getattr(self, f"rows_{g}")).view(P, k, d, C)
-            xg = xg.transpose(1, 2).reshape(P, d, k * C)  # [P, d, k*C]
+            xg = xs[g].view(P, k, d, C).transpose(1, 2).reshape(P, d, k * C)  # [P, d, k*C]
             c = (xg @ w) * (1.0 / math.sqrt(k * C))  # [P, d, n]
             c = c * s[:, None, :]
             if g == 0 and d == 1:  # 0e: per-type offsets
