@@ -66,13 +66,14 @@ def gate_parts(args) -> dict[str, float]:
 
 
 def run_dir(molecule: str, kind: str, args) -> Path:
-    """``--run-root/[hexanol-]sparsity-<s>[-pair..-tp..-tp2..][-layers2][-lmax<l>][-tpch<c>][-seed<s>]
-    [-<baseline>]``."""
+    """``--run-root/[hexanol-]sparsity-<s>[-pair..-tp..-tp2..][-layers2][-lmax<l>][-tpch<c>][-copies<k>]
+    [-seed<s>][-<baseline>]``."""
     name = f"sparsity-{0.7 if kind == 'sparse' else 0:g}"
     name += "".join(f"-{k}{v:g}" for k, v in gate_parts(args).items()) if kind == "sparse" else ""
     name += f"-layers{args.pair_layers}" if args.pair_layers != 1 else ""
     name += f"-lmax{args.lmax}" if args.lmax != 2 else ""
     name += f"-tpch{args.pair_tp_channels}" if args.pair_tp_channels else ""
+    name += f"-copies{args.pair_tp_copies}" if args.pair_tp_copies != 1 else ""
     name += f"-seed{args.seed}" if args.seed else ""
     name += f"-{args.baseline}" if args.baseline != "none" else ""
     if kind == "sparse" and tuple(args.schedule) != (0.15, 0.30):
@@ -103,6 +104,7 @@ def train(molecule: str, kind: str, data: Path, split: Path, args, log) -> Path:
         f"model.kwargs.baseline={args.baseline}",
         f"model.kwargs.pair_layers={args.pair_layers}",
         *([f"model.kwargs.pair_tp_channels={args.pair_tp_channels}"] if args.pair_tp_channels else []),
+        *([f"model.kwargs.pair_tp_copies={args.pair_tp_copies}"] if args.pair_tp_copies != 1 else []),
         f"model.kwargs.tp_random_steps={int(args.schedule[0] * steps)}",
         f"model.kwargs.tp_adaptive_steps={int(args.schedule[1] * steps)}", f"trainer.max_epochs={epochs}",
         *(f"model.kwargs.{k}_sparsity={v}" for k, v in gate_parts(args).items() if sparsity > 0),
@@ -216,6 +218,8 @@ def main(argv=None) -> int:
     p.add_argument("--channels", type=int, default=32)
     p.add_argument("--pair-tp-channels", type=int, default=None,
                    help="channels of the (first) pair product of both models (default: --channels)")
+    p.add_argument("--pair-tp-copies", type=int, default=1,
+                   help="both models' pair products see k copies of the hidden irreps (k^2 x the CG paths)")
     p.add_argument("--lmax", type=int, default=2,
                    help="feature lmax of both models (3: 38 CG paths in each pair product instead of 19)")
     p.add_argument("--pair-layers", type=int, default=1, choices=(1, 2),

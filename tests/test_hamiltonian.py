@@ -89,6 +89,18 @@ def sparse2_model():
     return m
 
 
+@pytest.fixture(scope="module")
+def copies_model():
+    """Pair products over two copies of the hidden irreps (4 channels each): 4 x 19 CG paths."""
+    torch.manual_seed(3)
+    m = QHNet(atomic_numbers=(1, 6, 8), channels=8, num_layers=2, sparsity=0.7, pair_layers=2,
+              pair_tp_copies=2).double().eval()
+    with torch.no_grad():
+        m.pair_tp.gate.weight.normal_()
+        m.pair_tp2.gate.weight.normal_()
+    return m
+
+
 # ---------------------------------------------------------------------------- AO conventions
 @pytest.mark.parametrize("l", [1, 2])
 def test_change_of_basis_matches_pyscf_ao_values(l):
@@ -126,10 +138,11 @@ def _predict(m, graphs, seed=0):
 
 
 @pytest.mark.parametrize("which", ["dense", "sparse", "sparse_train_random", "sparse2",
-                                   "sparse2_train_random"])
+                                   "sparse2_train_random", "copies", "copies_train_random"])
 @pytest.mark.parametrize("improper", [False, True])
-def test_equivariance_blockwise_wigner_d(model, sparse_model, sparse2_model, which, improper):
-    m = model if which == "dense" else sparse2_model if which.startswith("sparse2") else sparse_model
+def test_equivariance_blockwise_wigner_d(model, sparse_model, sparse2_model, copies_model, which, improper):
+    m = {"dense": model, "sparse": sparse_model, "sparse2": sparse2_model,
+         "copies": copies_model}[which.removesuffix("_train_random")]
     m.train(which.endswith("train_random"))
     try:
         atoms = _rattled("CH3CH2OH", 1)
@@ -159,7 +172,7 @@ def test_symmetric_and_padded(model):
     assert blocks.abs().max() > 1e-3
 
 
-@pytest.mark.parametrize("fixture", ["sparse_model", "sparse2_model"])
+@pytest.mark.parametrize("fixture", ["sparse_model", "sparse2_model", "copies_model"])
 def test_permutation(fixture, request):
     m = request.getfixturevalue(fixture)
     atoms = _rattled("CH3CH2OH", 3)
@@ -172,7 +185,7 @@ def test_permutation(fixture, request):
     torch.testing.assert_close(Hp, H[ao_perm][:, ao_perm], rtol=0, atol=1e-12)
 
 
-@pytest.mark.parametrize("fixture", ["model", "sparse_model", "sparse2_model"])
+@pytest.mark.parametrize("fixture", ["model", "sparse_model", "sparse2_model", "copies_model"])
 def test_batch_equals_single(fixture, request):
     m = request.getfixturevalue(fixture)
     mols = [_rattled("H2O", 4), _rattled("CH3CH2OH", 5), _rattled("H2O", 6)]
@@ -223,6 +236,39 @@ def test_two_pair_layers_gate_only_the_second_product():
     torch.testing.assert_close(_predict(sparse, atoms), _predict(dense, atoms), rtol=0, atol=1e-12)
     with pytest.raises(EqtoolError, match="pair_layers"):
         QHNet(atomic_numbers=(1, 6, 8), pair_layers=3)
+
+
+def test_pair_tp_copies():
+    """``pair_tp_copies=k``: k^2 times the CG paths; at k = 1 the plain product. Copy ``(a, b)`` of a path
+    is the channel-wise product of channel block ``a`` of ``x_i`` with block ``b`` of ``x_j`` and lands
+    in channel block ``a`` of the output."""
+    from eqtool.models.files import model_from_payload
+    from eqtool.models.hamiltonian.expansion import expansion_irreps
+    from eqtool.nn import NodeTP
+
+    one = QHNet(atomic_numbers=(1, 6, 8), channels=8, num_layers=1)
+    two = QHNet(atomic_numbers=(1, 6, 8), channels=8, num_layers=1, pair_tp_copies=2)
+    assert two.pair_tp.n_paths == 4 * one.pair_tp.n_paths == 76
+    assert "pair_tp_copies" not in one.config and two.config["pair_tp_copies"] == 2
+    again = model_from_payload({"config": two.config, "state_dict": two.state_dict()})
+    assert again.pair_tp.copies == 2
+    torch.manual_seed(0)
+    x, y = torch.randn(5, 9, 8, dtype=torch.float64), torch.randn(5, 9, 8, dtype=torch.float64)
+    out = two.pair_tp.double()(x, y)  # [5, D_tp, 8]: channel blocks = copies of x
+    plain = NodeTP(one.hidden.irs, one.hidden.irs, expansion_irreps()).double()  # one.pair_tp's product
+    D = plain(x, y).shape[1]
+    assert out.shape == (5, 2 * D, 8)
+    n = len(one.hidden.irs)
+    paths = [(i1, i2, ir) for i1, i2, ir in two.pair_tp.tp.paths if i1 < n]  # copy 0 of x: the row order
+    starts = np.cumsum([0] + [ir.dim for *_, ir in paths])[:-1]
+    rows_of = {b: [r for (_, i2, ir), r0 in zip(paths, starts, strict=True)
+                   if i2 // n == b for r in range(r0, r0 + ir.dim)] for b in range(2)}
+    for a in range(2):
+        for b in range(2):  # channel block a, paths from y's copy b: x block a times y block b
+            ref = plain(x[..., 4 * a: 4 * a + 4], y[..., 4 * b: 4 * b + 4])
+            torch.testing.assert_close(out[:, rows_of[b], 4 * a: 4 * a + 4], ref, rtol=0, atol=1e-12)
+    with pytest.raises(EqtoolError, match="pair_tp_copies"):
+        QHNet(channels=8, pair_tp_copies=3)
 
 
 def test_pair_and_tp_sparsity_apart():

@@ -187,31 +187,60 @@ class SparseTPGate(nn.Module):
 class SparseNodeTP(nn.Module):
     """:class:`~eqtool.nn.NodeTP` ("uuu") with a :class:`SparseTPGate` on its paths.
 
-    ``forward(x [N, D1, C], y [N, D2, C]) -> [N, D_paths, C]`` with irreps :attr:`irs_out`;
+    ``forward(x [N, D1, C], y [N, D2, C]) -> [N, D_out, C]`` with irreps :attr:`irs_out`;
     inactive paths are zero and active path ``p`` is scaled by ``weight[p]``. Only the input-irrep
     blocks and output rows of active paths are computed (:meth:`NodeTP.blockwise`). With
     ``sparsity = 0`` this equals ``NodeTP`` exactly. ``required``: output irreps that keep at least
     one path (those the model gets from nowhere else; pruning all their paths would zero that part
     of the output for good).
+
+    ``copies = k`` (``C`` a multiple of ``k``): the channels of ``x`` and ``y`` are cut into ``k``
+    blocks that act as ``k`` copies of their irreps (``C / k`` channels each), and every copy of ``x``
+    meets every copy of ``y``: ``k^2`` times the paths and ``k`` times the dense work. The outputs
+    of ``x``'s copy ``a`` fill channel block ``a`` of the result, so ``irs_out`` holds ``k`` times the
+    paths of one copy (those of ``y``'s copy 0, then copy 1, ... per output irrep). More, partly
+    redundant paths for the gate to choose from.
     """
 
-    def __init__(self, irs1, irs2, irs_target, sparsity: float = 0.0, required: Sequence = ()):
+    def __init__(self, irs1, irs2, irs_target, sparsity: float = 0.0, required: Sequence = (),
+                 copies: int = 1):
         super().__init__()
-        self.tp = NodeTP(irs1, irs2, irs_target)
-        self.irs_out = self.tp.irs_out
+        irs1, irs2 = [o3.Irrep(ir) for ir in irs1], [o3.Irrep(ir) for ir in irs2]
+        self.copies = k = int(copies)
+        if k < 1:
+            raise ValueError(f"copies must be >= 1, got {copies}")
+        self.tp = NodeTP(irs1 * k, irs2 * k, irs_target)
         self.n_paths = self.tp.n_paths
+        # output rows reordered copy of x after copy of x (each copy has the same irreps list)
+        rows, self.irs_out, start = [[] for _ in range(k)], [], 0
+        for i1, _, ir3 in self.tp.paths:
+            rows[i1 // len(irs1)] += range(start, start + ir3.dim)
+            if i1 < len(irs1):
+                self.irs_out.append(ir3)
+            start += ir3.dim
+        self.register_buffer("rows", torch.tensor(sum(rows, []), dtype=torch.long), persistent=False)
         need = [o3.Irrep(ir) for ir in required]
         missing = [str(ir) for ir in need if ir not in self.irs_out]
         if missing:
             raise ValueError(f"required irreps {missing} have no path")
-        groups = [need.index(ir) if ir in need else -1 for ir in self.irs_out]
+        groups = [need.index(ir) if ir in need else -1 for _, _, ir in self.tp.paths]
         self.gate = SparseTPGate(self.n_paths, sparsity, groups)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        k = self.copies
+        if k > 1:  # [N, D, C] -> [N, k D, C / k]: channel block a becomes copy a of the irreps
+            N, c = x.shape[0], x.shape[-1]
+            x = x.view(N, x.shape[1], k, c // k).transpose(1, 2).reshape(N, -1, c // k)
+            y = y.view(N, y.shape[1], k, c // k).transpose(1, 2).reshape(N, -1, c // k)
         active, weight = self.gate()
         if self.gate.weight is None:
-            return self.tp(x, y)
-        return self.tp.blockwise(x, y, active.tolist(), weight)  # [N, D_paths, C]
+            out = self.tp(x, y)
+        else:
+            out = self.tp.blockwise(x, y, active.tolist(), weight)  # [N, D_paths, C / k]
+        if k == 1:
+            return out
+        out = out.index_select(1, self.rows)  # [N, k D_out, C / k], copy of x after copy of x
+        return out.view(N, k, -1, c // k).transpose(1, 2).reshape(N, -1, c)  # [N, D_out, C]
 
 
 class SparsityScheduler:

@@ -135,6 +135,11 @@ class QHNet(nn.Module):
             ``None``: ``tp_sparsity``). ``0`` keeps all its paths for the few pairs that run it.
         pair_tp_channels: channels of the (first) pair tensor product (``None``: ``channels``); a
             narrower product is cheaper, its output is zero-padded to ``channels``.
+        pair_tp_copies: ``k``: the pair products see their inputs as ``k`` copies of the hidden
+            irreps (``C / k`` channels each; :class:`~eqtool.nn.sparse_gate.SparseNodeTP`'s
+            ``copies``): ``k^2`` times the CG paths (19 -> 76 at ``k = 2``), ``k`` times the dense
+            work; more, partly redundant paths for the TP gate to choose from (SPHNet prunes
+            products of many paths). ``1``: the plain product.
         onsite_env: add the ``l <= 4`` neighbour environment to the on-site blocks (see the module
             docstring). Without it an sp3 carbon's on-site ``p``-``d`` and ``d``-``d`` blocks cannot be
             learned (ethanol: ~3000 µHa on-site error even when over-fitting one conformer).
@@ -153,7 +158,7 @@ class QHNet(nn.Module):
                  sparsity: float = 0.0, tp_random_steps: int = 1000, tp_adaptive_steps: int = 2000,
                  onsite_env: bool = True, pair_sparsity: float | None = None,
                  tp_sparsity: float | None = None, pair_layers: int = 1, tp2_sparsity: float | None = None,
-                 pair_tp_channels: int | None = None, baseline: str | None = None):
+                 pair_tp_channels: int | None = None, baseline: str | None = None, pair_tp_copies: int = 1):
         super().__init__()
         from eqtool.dft.baseline import check_baseline
 
@@ -163,11 +168,16 @@ class QHNet(nn.Module):
         for name, value, lo in (("channels", channels, 1), ("lmax", lmax, 1), ("num_layers", num_layers, 1),
                                 ("num_basis", num_basis, 1), ("tp_random_steps", tp_random_steps, 0),
                                 ("tp_adaptive_steps", tp_adaptive_steps, 0),
-                                ("pair_tp_channels", pair_tp_channels, 1)):
+                                ("pair_tp_channels", pair_tp_channels, 1),
+                                ("pair_tp_copies", pair_tp_copies, 1)):
             _positive_int(name, value, lo)
         if pair_tp_channels > channels:
             raise EqtoolError(f"'pair_tp_channels' ({pair_tp_channels}) must be <= 'channels' ({channels})",
                               source="model")
+        for name, width in (("pair_tp_channels", pair_tp_channels), ("channels", channels)):
+            if width % pair_tp_copies:
+                raise EqtoolError(f"'{name}' ({width}) must be a multiple of 'pair_tp_copies' "
+                                  f"({pair_tp_copies})", source="model")
         if pair_layers not in (1, 2) or isinstance(pair_layers, bool):
             raise EqtoolError(f"'pair_layers' must be 1 or 2, got {pair_layers!r}", source="model")
         pair_sparsity = sparsity if pair_sparsity is None else pair_sparsity
@@ -236,11 +246,13 @@ class QHNet(nn.Module):
         self.pair_radial = MLP([num_basis, *radial_mlp, ((2 + pair_layers) * n_irs + l_pair + 1) * c])
         # block irreps the cheap part cannot give (1e, 2o, 3e: unnatural parity) keep a TP path each
         tp_only = [ir for ir in exp_irs if ir not in hidden.irs and ir not in self.pair_irs_y]
-        self.pair_tp = SparseNodeTP(hidden.irs, hidden.irs, exp_irs, tp_sparsity, required=tp_only)
+        k = pair_tp_copies
+        self.pair_tp = SparseNodeTP(hidden.irs, hidden.irs, exp_irs, tp_sparsity, required=tp_only, copies=k)
         if pair_layers == 2:  # the gated second product: its own node linears and TP-gate
             self.pair_e = IrrepsLinear(hidden.irs, c, hidden)
             self.pair_f = IrrepsLinear(hidden.irs, c, hidden)
-            self.pair_tp2 = SparseNodeTP(hidden.irs, hidden.irs, exp_irs, tp2_sparsity, required=tp_only)
+            self.pair_tp2 = SparseNodeTP(hidden.irs, hidden.irs, exp_irs, tp2_sparsity, required=tp_only,
+                                         copies=k)
         self.pair_gate = SparsePairGate(2 * c + num_basis, pair_sparsity)
         self.pair_expansion = BlockExpansion(hidden.irs + self.pair_irs_y + self.pair_tp.irs_out, c,
                                              n_el * n_el)
@@ -260,6 +272,8 @@ class QHNet(nn.Module):
             "pair_layers": pair_layers, "tp2_sparsity": float(tp2_sparsity),
             "pair_tp_channels": pair_tp_channels, "baseline": self.baseline,
         }
+        if pair_tp_copies > 1:  # files of models without copies keep their config as it was
+            self.config["pair_tp_copies"] = pair_tp_copies
 
     @property
     def atomic_numbers(self) -> torch.Tensor:
