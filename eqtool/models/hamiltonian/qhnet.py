@@ -17,7 +17,8 @@ gates (Luo et al., ICML 2025, arXiv:2502.01171).
    :class:`~eqtool.nn.sparse_gate.SparsePairGate` acts depends on ``pair_layers``: with 1 only the
    pairs it keeps run the product (weighted by their gate); with 2 (SPHNet's layout: the pair gate
    sits in the second pair-construction layer only) every pair runs a first product and the kept
-   pairs add a second one, with its own weights, on top.
+   pairs add a second one, with its own weights, on top. ``pair_tp_copies = k`` runs each product
+   over ``k`` copies of the hidden irreps (``k^2`` times the paths, for the TP gate to choose from).
 4. ``H = S (B + B^T) / 2 + mean`` per block: symmetric (``H_ij = H_ji^T``), ``scale`` times the
    network output ``B`` plus a fitted per-element invariant diagonal ``mean``, then each element's
    AOs are taken out of the 14-AO layout (zero padding beyond its AO count).
