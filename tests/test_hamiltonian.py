@@ -67,38 +67,33 @@ def model():
     return m
 
 
+def _gated_model(seed: int, **kwargs) -> QHNet:
+    """A small sparse (0.7) QHNet in float64 with random TP-gate weights, so pruning picks varied paths."""
+    torch.manual_seed(seed)
+    m = QHNet(atomic_numbers=(1, 6, 8), channels=8, num_layers=2, sparsity=0.7, **kwargs).double().eval()
+    with torch.no_grad():
+        for tp in (m.pair_tp, getattr(m, "pair_tp2", None)):
+            if tp is not None:
+                tp.gate.weight.normal_()
+    return m
+
+
 @pytest.fixture(scope="module")
 def sparse_model():
-    torch.manual_seed(1)
-    m = QHNet(atomic_numbers=(1, 6, 8), channels=8, num_layers=2, sparsity=0.7).double().eval()
-    with torch.no_grad():
-        m.pair_tp.gate.weight.normal_()
-    return m
+    return _gated_model(1)
 
 
 @pytest.fixture(scope="module")
 def sparse2_model():
     """SPHNet's layout: every pair runs a first (here narrower: 4 of 8 channels) product, the gated
     pairs a second one."""
-    torch.manual_seed(2)
-    m = QHNet(atomic_numbers=(1, 6, 8), channels=8, num_layers=2, sparsity=0.7, pair_layers=2,
-              pair_tp_channels=4).double().eval()
-    with torch.no_grad():
-        m.pair_tp.gate.weight.normal_()
-        m.pair_tp2.gate.weight.normal_()
-    return m
+    return _gated_model(2, pair_layers=2, pair_tp_channels=4)
 
 
 @pytest.fixture(scope="module")
 def copies_model():
     """Pair products over two copies of the hidden irreps (4 channels each): 4 x 19 CG paths."""
-    torch.manual_seed(3)
-    m = QHNet(atomic_numbers=(1, 6, 8), channels=8, num_layers=2, sparsity=0.7, pair_layers=2,
-              pair_tp_copies=2).double().eval()
-    with torch.no_grad():
-        m.pair_tp.gate.weight.normal_()
-        m.pair_tp2.gate.weight.normal_()
-    return m
+    return _gated_model(3, pair_layers=2, pair_tp_copies=2)
 
 
 # ---------------------------------------------------------------------------- AO conventions
