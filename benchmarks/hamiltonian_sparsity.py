@@ -254,8 +254,9 @@ def main(argv=None) -> int:
     if "hexanol" in args.molecules and not BIG.is_file():
         p.error(f"{BIG} is missing: run data/make_hamiltonian_hexanol.py first (~40 min on one core)")
     args.run_root.mkdir(parents=True, exist_ok=True)
-    sets = {"ethanol": (DATA, ethanol_split(args.run_root)), "hexanol": (BIG, BIG.with_suffix(".split.json"))}
-    sets = {m: sets[m] for m in args.molecules}
+    big = (BIG, BIG.with_suffix(".split.json"))
+    sets = {m: (DATA, ethanol_split(args.run_root)) if m == "ethanol" else big
+            for m in ("ethanol", "hexanol") if m in args.molecules}
     given = {"ethanol/dense": args.dense, "ethanol/sparse": args.sparse}
     paths = {}
     for mol, (data, split) in sets.items():

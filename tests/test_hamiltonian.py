@@ -684,7 +684,7 @@ def test_shipped_model_is_equivariant_and_fits_the_data(name):
 def test_shipped_metrics_file(name):
     m = json.loads((FILES / f"{name}.metrics.json").read_text(encoding="utf-8"))
     assert m["model"] == name
-    for name in ("water", "ethanol"):
-        assert m["molecules"][name]["n_systems"] > 0
-        assert 0 < m["molecules"][name]["h_mae"] < 1e5
+    for mol in ("water", "ethanol"):
+        assert m["molecules"][mol]["n_systems"] > 0
+        assert 0 < m["molecules"][mol]["h_mae"] < 1e5
     assert m["n_train"] > 0 and m["units"]["h_mae"] == "µHa"

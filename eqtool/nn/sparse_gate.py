@@ -218,7 +218,8 @@ class SparseNodeTP(nn.Module):
             if i1 < len(irs1):
                 self.irs_out.append(ir3)
             start += ir3.dim
-        self.register_buffer("rows", torch.tensor(sum(rows, []), dtype=torch.long), persistent=False)
+        if k > 1:
+            self.tp.reorder_outputs(sum(rows, []))
         need = [o3.Irrep(ir) for ir in required]
         missing = [str(ir) for ir in need if ir not in self.irs_out]
         if missing:
@@ -227,11 +228,9 @@ class SparseNodeTP(nn.Module):
         self.gate = SparseTPGate(self.n_paths, sparsity, groups)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        k = self.copies
+        N, c, k = x.shape[0], x.shape[-1], self.copies
         if k > 1:  # [N, D, C] -> [N, k D, C / k]: channel block a becomes copy a of the irreps
-            N, c = x.shape[0], x.shape[-1]
-            x = x.view(N, x.shape[1], k, c // k).transpose(1, 2).reshape(N, -1, c // k)
-            y = y.view(N, y.shape[1], k, c // k).transpose(1, 2).reshape(N, -1, c // k)
+            x, y = (t.view(N, t.shape[1], k, c // k).transpose(1, 2).reshape(N, -1, c // k) for t in (x, y))
         active, weight = self.gate()
         if self.gate.weight is None:
             out = self.tp(x, y)
@@ -239,8 +238,8 @@ class SparseNodeTP(nn.Module):
             out = self.tp.blockwise(x, y, active.tolist(), weight)  # [N, D_paths, C / k]
         if k == 1:
             return out
-        out = out.index_select(1, self.rows)  # [N, k D_out, C / k], copy of x after copy of x
-        return out.view(N, k, -1, c // k).transpose(1, 2).reshape(N, -1, c)  # [N, D_out, C]
+        # rows come copy of x after copy of x (NodeTP.reorder_outputs): [N, k D_out, C / k] -> [N, D_out, C]
+        return out.view(N, k, -1, c // k).transpose(1, 2).reshape(N, -1, c)
 
 
 class SparsityScheduler:

@@ -189,6 +189,16 @@ class NodeTP(nn.Module):
         self.symmetric = symmetric
         self.dims1, self.dims2 = [ir.dim for ir in irs1], [ir.dim for ir in irs2]
         self._plans: dict[tuple, tuple] = {}
+        self._order: torch.Tensor | None = None
+
+    def reorder_outputs(self, rows: Sequence[int]) -> None:
+        """Return the output rows in the order ``rows`` (a permutation of ``D_paths``), folded into the
+        one column permutation of :meth:`blockwise` (no extra gather). Not for ``symmetric`` products."""
+        order = torch.as_tensor(list(rows), dtype=torch.long)
+        if self.symmetric or sorted(order.tolist()) != list(range(self.path_of_col.numel())):
+            raise ValueError("reorder_outputs needs a permutation of a non-symmetric product's output rows")
+        self._order = order
+        self._plans.clear()
 
     def plan(self, active: Sequence[int] | None, like: torch.Tensor):
         """``([(i1, i2, cg [R, d1 d2], path [R])], perm [D_paths], rows)`` for the ``active`` paths
@@ -219,6 +229,8 @@ class NodeTP(nn.Module):
             if p not in on:
                 a, b = self.path_cols[p]
                 perm[a:b] = row  # the zero row
+        if self._order is not None:
+            perm = perm[self._order]
         out = (steps, perm.to(like.device), row)
         if len(self._plans) >= 16:  # a random TP-gate phase draws a new path set every step
             self._plans.pop(next(iter(self._plans)))
