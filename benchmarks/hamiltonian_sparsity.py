@@ -17,7 +17,8 @@ Run (one CPU core; with the defaults ~40 minutes: 4 models, then the timings)::
    48/6/6). ``--epochs`` is the ethanol budget; hexanol gets the same number of optimiser steps
    at ``--big-batch-size``. Run folders go to ``--run-root`` and are reused (``--retrain``).
 2. H MAE (µHa, all / on-site / off-site blocks of the full matrices) on each molecule's test split.
-3. Forward time (median of ``--repeats`` no-grad calls, float32, one thread): the whole model, and
+3. Forward time (median of ``--repeats`` no-grad calls, float32, one thread, the dense and the sparse
+   model's calls alternating; glibc's mmap threshold raised as for training): the whole model, and
    the tensor-product work: the pair products (``model.pair_tp``, and ``model.pair_tp2`` with two
    pair layers) plus, for the sparse model, the pair gate that selects the pairs
    (``model.pair_gate``), timed with forward hooks. Timed on the first ``--ethanol-batch`` ethanol
@@ -27,14 +28,19 @@ Run (one CPU core; with the defaults ~40 minutes: 4 models, then the timings)::
 from __future__ import annotations
 
 import os
+import sys
 
 if __name__ == "__main__":  # one core unless told otherwise (before torch/numpy load BLAS)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    # glibc keeps freed tensors in the heap (docs/training.md, "Training on a CPU"); with its default,
+    # each large tensor is a fresh mmap and page faults, noise the small sparse products feel most
+    if sys.platform.startswith("linux") and "MALLOC_MMAP_THRESHOLD_" not in os.environ:
+        os.environ.update(MALLOC_MMAP_THRESHOLD_="4294967296", MALLOC_TRIM_THRESHOLD_="4294967296")
+        os.execv(sys.executable, [sys.executable, *sys.argv])
 
 import argparse  # noqa: E402
 import json  # noqa: E402
 import statistics  # noqa: E402
-import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -47,10 +53,11 @@ BIG = ROOT / "data" / "hexanol_svp.h5"
 
 
 def ethanol_split(run_root: Path) -> Path:
-    """A split file with only the ethanol conformers of the shipped split."""
+    """A split file with only the ethanol conformers of the first release's split (160/20/20; the
+    shipped split also trains on ethanol conformers 200-299, labelled later)."""
     from eqtool.data.datamodule import open_structures
 
-    split = json.loads(DATA.with_suffix(".split.json").read_text())
+    split = json.loads((ROOT / "data" / "water_ethanol_svp.split-v1.json").read_text())
     full = open_structures(DATA)
     eth = {k: [i for i in split[k] if full[i].info.get("name") == "ethanol"]
            for k in ("train", "val", "test")}
@@ -155,35 +162,43 @@ class _Timer:
         self.total += time.perf_counter() - self._t0
 
 
-def time_forward(model, graphs, repeats: int) -> dict[str, float]:
-    """Median ms per forward of the whole model, the pair TP, and TP + pair gate; pairs that run the TP."""
+def time_forward(models: dict, graphs, repeats: int) -> dict[str, dict[str, float]]:
+    """Per model: median ms per forward of the whole model, the pair TP, and TP + pair gate; pairs that
+    run the TP. The models' calls alternate (dense, sparse, dense, ...), so a drift in the machine's
+    speed hits them alike."""
     import torch
 
     from eqtool.models.hamiltonian.predict import model_batch
 
-    batch = model_batch(model, graphs, dtype=torch.float32)  # a baseline F0 is computed here, untimed
-    products = [model.pair_tp] + ([model.pair_tp2] if model.pair_layers == 2 else [])
-    tp, gate = _Timer(products), _Timer([model.pair_gate])  # the dense model never calls its gate
-    kept = [0]  # pair rows through the products in the last forward (both products with pair_layers 2)
+    runs = {}
+    for name, model in models.items():
+        batch = model_batch(model, graphs, dtype=torch.float32)  # a baseline F0 is computed here, untimed
+        products = [model.pair_tp] + ([model.pair_tp2] if model.pair_layers == 2 else [])
+        tp, gate = _Timer(products), _Timer([model.pair_gate])  # the dense model never calls its gate
+        kept = [0]  # pair rows through the products in the last forward (both products with pair_layers 2)
 
-    def count(module, inputs, output):
-        kept[0] += int(inputs[0].shape[0])
+        def count(module, inputs, output, kept=kept):
+            kept[0] += int(inputs[0].shape[0])
 
-    for prod in products:
-        prod.register_forward_hook(count)
-    rows = []
+        for prod in products:
+            prod.register_forward_hook(count)
+        runs[name] = (model, batch, tp, gate, kept, [])
     with torch.no_grad():
         for r in range(repeats + 2):
-            tp.total = gate.total = 0.0
-            kept[0] = 0
-            t0 = time.perf_counter()
-            model(batch)
-            if r >= 2:  # two warm-up calls
-                rows.append((time.perf_counter() - t0, tp.total, tp.total + gate.total))
-    med = [statistics.median(x) * 1e3 for x in zip(*rows, strict=True)]
+            for model, batch, tp, gate, kept, rows in runs.values():
+                tp.total = gate.total = 0.0
+                kept[0] = 0
+                t0 = time.perf_counter()
+                model(batch)
+                if r >= 2:  # two warm-up calls
+                    rows.append((time.perf_counter() - t0, tp.total, tp.total + gate.total))
     n_pairs = sum(g.n_atoms * (g.n_atoms - 1) for g in graphs)
-    return {"forward_ms": med[0], "tp_ms": med[1], "tp_gate_ms": med[2], "tp_pairs": kept[0],
-            "pairs": n_pairs}
+    out = {}
+    for name, (*_, kept, rows) in runs.items():
+        med = [statistics.median(x) * 1e3 for x in zip(*rows, strict=True)]
+        out[name] = {"forward_ms": med[0], "tp_ms": med[1], "tp_gate_ms": med[2], "tp_pairs": kept[0],
+                     "pairs": n_pairs}
+    return out
 
 
 def test_set(data: Path, split: Path):
@@ -235,7 +250,7 @@ def main(argv=None) -> int:
                    help="train this one model and stop (to train several in parallel)")
     p.add_argument("--molecules", nargs="+", choices=("ethanol", "hexanol"), default=["ethanol", "hexanol"],
                    help="train and measure these only (the issue's point needs both)")
-    p.add_argument("--repeats", type=int, default=20, help="timed forward calls per model and molecule")
+    p.add_argument("--repeats", type=int, default=50, help="timed forward calls per model and molecule")
     p.add_argument("--ethanol-batch", type=int, default=16, help="ethanol conformers per timed forward")
     p.add_argument("--big-batch", type=int, default=4, help="hexanol conformers per timed forward")
     p.add_argument("--json", type=Path, help="also write the results here")
@@ -272,15 +287,18 @@ def main(argv=None) -> int:
     for mol, (data, split) in sets.items():
         graphs, focks = test_set(data, split)
         timed = graphs[: args.ethanol_batch if mol == "ethanol" else args.big_batch]
+        models = {}
         for kind in ("dense", "sparse"):
-            m = load_model(paths[f"{mol}/{kind}"], dtype=torch.float32).eval()
+            m = models[kind] = load_model(paths[f"{mol}/{kind}"], dtype=torch.float32).eval()
             if kind == "sparse":
                 sparse_cfg = m.config  # its gate sparsities head the table
             gate = m.pair_tp.gate
             log(f"{mol}/{kind}: {paths[f'{mol}/{kind}']} (sparsity {m.sparsity:g}, "
                 f"{sum(x.numel() for x in m.parameters())} parameters, "
                 f"{gate.k if gate.weight is not None else gate.n_paths} of {gate.n_paths} CG paths)")
-            r = time_forward(m, timed, args.repeats)
+        times = time_forward(models, timed, args.repeats)
+        for kind, m in models.items():
+            r = times[kind]
             r.update({f"h_mae_{s}": v for s, v in h_mae(m, graphs, focks).items()})
             r["n_test"], r["n_atoms"], r["n_timed"] = len(graphs), timed[0].n_atoms, len(timed)
             res[f"{mol}/{kind}"] = r

@@ -10,14 +10,16 @@ Pipeline (everything reproducible from ``--seed``):
    and ethanol, one trajectory per temperature (300, 400, 500, 600 K), 1 ps equilibration, then a
    snapshot every ``--every`` steps (decorrelated; 20 fs by default). Snapshots are interleaved over
    the temperatures, so any prefix covers all four. The MD pool is fixed (water 500, ethanol 300
-   snapshots); ``--n-water`` / ``--n-ethanol`` label its first conformers (default 500 / 200:
+   snapshots); ``--n-water`` / ``--n-ethanol`` label its first conformers (default 500 / 300:
    ethanol takes ~4 s per conformer on a free core and 3-5x that on a busy shared box).
 2. Labels: PySCF RKS B3LYP/def2-SVP (spherical AOs, Å, grid level 3, conv_tol 1e-10; second-order
    SCF if DIIS fails): converged Fock ``mf.get_fock()``, overlap, total energy, MO energies, n_occ.
    One ``.npz`` per conformer in ``--work`` (written atomically).
 3. Output: ``--tiny`` (the first 8 water + 4 ethanol conformers, for tests) as soon as those are
    done, then ``--out`` with all conformers (water first, then ethanol) and ``<out>.split.json``
-   (per molecule 80/10/10, seeded). The remaining conformers run interleaved, and every
+   (per molecule 80/10/10, seeded; ``--split-base-ethanol 200``: val/test drawn from ethanol conformers
+   0-199 as in the first release, whose split is ``water_ethanol_svp.split-v1.json``, and conformers
+   200-299 all go to train). The remaining conformers run interleaved, and every
    ``--partial-every`` new ones ``--out`` is rewritten with the finished prefix of each molecule
    (root attribute ``complete`` False; its split is the final split restricted to that prefix).
    Format: eqtool HDF5 (docs/hdf5-format.md), labels in
@@ -162,20 +164,26 @@ def write(path: Path, jobs, confs, work: Path, seed: int, log, complete: bool = 
 
 
 def make_split(counts: dict[str, int], seed: int, present: dict[str, int] | None = None,
-               val=0.1, test=0.1) -> dict:
+               val=0.1, test=0.1, base: dict[str, int] | None = None) -> dict:
     """Per-molecule 80/10/10 split; indices into the file (molecules concatenated in ``counts`` order).
 
-    The assignment of conformer ``k`` of a molecule depends only on ``counts`` and ``seed``; with
-    ``present`` (conformers ``0..present[name]-1`` in the file, for a partial file) the split is the
+    The assignment of conformer ``k`` of a molecule depends only on ``counts``, ``base`` and ``seed``;
+    with ``present`` (conformers ``0..present[name]-1`` in the file, for a partial file) the split is the
     full one restricted to those conformers, so a partial file never moves a conformer between splits.
+    ``base[name]`` (default ``counts[name]``): val and test are drawn from the first ``base`` conformers
+    only and every later one goes to train, so labelling more conformers of a molecule keeps the
+    held-out conformers of the smaller file where they were.
     """
     present = present or counts
+    base = {name: min(n, (base or {}).get(name, n)) for name, n in counts.items()}
     out = {"train": [], "val": [], "test": [], "seed": seed, "by_molecule": {}}
     start = 0
     for m, (name, n) in enumerate(counts.items()):
-        perm = np.random.default_rng([seed, 777, m]).permutation(n)
-        nv, nt = int(round(val * n)), int(round(test * n))
-        parts = {"val": perm[:nv], "test": perm[nv:nv + nt], "train": perm[nv + nt:]}
+        b = base[name]
+        perm = np.random.default_rng([seed, 777, m]).permutation(b)
+        nv, nt = int(round(val * b)), int(round(test * b))
+        train = np.concatenate([perm[nv + nt:], np.arange(b, n)])
+        parts = {"val": perm[:nv], "test": perm[nv:nv + nt], "train": train}
         have = int(present.get(name, 0))
         out["by_molecule"][name] = {"first": start, "count": have}
         for key, idx in parts.items():
@@ -195,14 +203,14 @@ def _prefix(work: Path, name: str, n: int) -> int:
 
 
 def write_dataset(out: Path, counts: dict[str, int], present: dict[str, int], confs, work: Path,
-                  seed: int, log) -> None:
+                  seed: int, log, base: dict[str, int] | None = None) -> None:
     """Write ``out`` and ``<out>.split.json`` for the first ``present[name]`` conformers of each molecule."""
     jobs = [(name, k) for name in counts for k in range(present[name])]
     complete = present == counts
     write(out, jobs, confs, work, seed, log, complete=complete)
     split_path = out.with_suffix(".split.json")
     tmp = split_path.with_name(f".{split_path.name}.tmp")
-    tmp.write_text(json.dumps(make_split(counts, seed, present)))
+    tmp.write_text(json.dumps(make_split(counts, seed, present, base=base)))
     os.replace(tmp, split_path)
     log(f"wrote {split_path} ({'complete' if complete else 'partial: ' + str(present)})")
 
@@ -223,7 +231,9 @@ def main(argv=None) -> None:
     p.add_argument("--out", type=Path, default=here / "water_ethanol_svp.h5")
     p.add_argument("--tiny", type=Path, default=here / "hamiltonian_tiny.h5")
     p.add_argument("--n-water", type=int, default=500)
-    p.add_argument("--n-ethanol", type=int, default=200)
+    p.add_argument("--n-ethanol", type=int, default=300)
+    p.add_argument("--split-base-ethanol", type=int, default=200,
+                   help="val/test are drawn from the first N ethanol conformers; later ones go to train")
     p.add_argument("--tiny-water", type=int, default=8)
     p.add_argument("--tiny-ethanol", type=int, default=4)
     add_common_args(p, partial_every=30)
@@ -235,6 +245,7 @@ def main(argv=None) -> None:
     log = console.log
     (args.work / "dft").mkdir(parents=True, exist_ok=True)
     counts = {"water": args.n_water, "ethanol": args.n_ethanol}
+    base = {"ethanol": args.split_base_ethanol}
     for name, n in counts.items():
         if not 0 < n <= MD_POOL[name]:
             p.error(f"--n-{name} must be in 1..{MD_POOL[name]} (the MD pool)")
@@ -258,13 +269,13 @@ def main(argv=None) -> None:
                     f"{r['seconds']:.2f} s; elapsed {time.time() - t_start:.0f} s, ~{left / 60:.1f} min left")
             if args.partial_every and done_now % args.partial_every == 0 and i < len(todo) - 1:
                 present = {m: _prefix(args.work, m, n) for m, n in counts.items()}
-                write_dataset(args.out, counts, present, confs, args.work, args.seed, log)
+                write_dataset(args.out, counts, present, confs, args.work, args.seed, log, base=base)
         if i == len(tiny) - 1 and (done_now or not args.tiny.exists()):
             write(args.tiny, tiny, confs, args.work, args.seed, log)
     for name in counts:
         if seconds[name]:
             log(f"{name}: {np.mean(seconds[name]):.2f} s per conformer (mean of {len(seconds[name])})")
-    write_dataset(args.out, counts, dict(counts), confs, args.work, args.seed, log)
+    write_dataset(args.out, counts, dict(counts), confs, args.work, args.seed, log, base=base)
     log(f"done in {time.time() - t_start:.0f} s")
 
 

@@ -259,6 +259,10 @@ def test_make_split_is_per_molecule_and_disjoint():
     for key in ("train", "val", "test"):
         want = [i for i in s[key] if i < 20] + [i - 50 + 20 for i in s[key] if 50 <= i < 60]
         assert part[key] == sorted(want)
+    # more ethanol conformers with the split drawn over the first 30: held-out ones stay, new ones train
+    more = mod.make_split({"water": 50, "ethanol": 45}, seed=0, base={"ethanol": 30})
+    assert more["val"] == s["val"] and more["test"] == s["test"]
+    assert more["train"] == s["train"] + list(range(80, 95))
 
 
 def test_make_hamiltonian_start_geometry_from_smiles():

@@ -194,32 +194,18 @@ class SparseNodeTP(nn.Module):
     one path (those the model gets from nowhere else; pruning all their paths would zero that part
     of the output for good).
 
-    ``copies = k`` (``C`` a multiple of ``k``): the channels of ``x`` and ``y`` are cut into ``k``
-    blocks that act as ``k`` copies of their irreps (``C / k`` channels each), and every copy of ``x``
-    meets every copy of ``y``: ``k^2`` times the paths and ``k`` times the dense work. The outputs
-    of ``x``'s copy ``a`` fill channel block ``a`` of the result, so ``irs_out`` holds ``k`` times the
-    paths of one copy (those of ``y``'s copy 0, then copy 1, ... per output irrep). More, partly
-    redundant paths for the gate to choose from.
+    ``copies = k``: :class:`~eqtool.nn.NodeTP`'s copies -- the channel blocks of ``x`` and ``y`` act as
+    ``k`` copies of their irreps and every copy meets every copy: ``k^2`` times the paths (partly
+    redundant, for the gate to choose from) and ``k`` times the dense work.
     """
 
     def __init__(self, irs1, irs2, irs_target, sparsity: float = 0.0, required: Sequence = (),
                  copies: int = 1):
         super().__init__()
-        irs1, irs2 = [o3.Irrep(ir) for ir in irs1], [o3.Irrep(ir) for ir in irs2]
-        self.copies = k = int(copies)
-        if k < 1:
-            raise ValueError(f"copies must be >= 1, got {copies}")
-        self.tp = NodeTP(irs1 * k, irs2 * k, irs_target)
+        self.copies = int(copies)
+        self.tp = NodeTP(irs1, irs2, irs_target, copies=self.copies)
         self.n_paths = self.tp.n_paths
-        # output rows reordered copy of x after copy of x (each copy has the same irreps list)
-        rows, self.irs_out, start = [[] for _ in range(k)], [], 0
-        for i1, _, ir3 in self.tp.paths:
-            rows[i1 // len(irs1)] += range(start, start + ir3.dim)
-            if i1 < len(irs1):
-                self.irs_out.append(ir3)
-            start += ir3.dim
-        if k > 1:
-            self.tp.reorder_outputs(sum(rows, []))
+        self.irs_out = self.tp.irs_out
         need = [o3.Irrep(ir) for ir in required]
         missing = [str(ir) for ir in need if ir not in self.irs_out]
         if missing:
@@ -228,18 +214,10 @@ class SparseNodeTP(nn.Module):
         self.gate = SparseTPGate(self.n_paths, sparsity, groups)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        N, c, k = x.shape[0], x.shape[-1], self.copies
-        if k > 1:  # [N, D, C] -> [N, k D, C / k]: channel block a becomes copy a of the irreps
-            x, y = (t.view(N, t.shape[1], k, c // k).transpose(1, 2).reshape(N, -1, c // k) for t in (x, y))
         active, weight = self.gate()
         if self.gate.weight is None:
-            out = self.tp(x, y)
-        else:
-            out = self.tp.blockwise(x, y, active.tolist(), weight)  # [N, D_paths, C / k]
-        if k == 1:
-            return out
-        # rows come copy of x after copy of x (NodeTP.reorder_outputs): [N, k D_out, C / k] -> [N, D_out, C]
-        return out.view(N, k, -1, c // k).transpose(1, 2).reshape(N, -1, c)
+            return self.tp(x, y)
+        return self.tp.blockwise(x, y, active.tolist(), weight)  # [N, D_out, C]
 
 
 class SparsityScheduler:
