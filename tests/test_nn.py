@@ -157,6 +157,39 @@ def test_node_tp_symmetric_matches_full():
     assert v.abs().max() < 1e-12
 
 
+@pytest.mark.parametrize("copies", [1, 2])
+def test_node_tp_matches_einsum_reference(copies):
+    """Every output row of ``NodeTP`` (block form, with copies) against a direct CG contraction:
+    path ``(i1, i2, L)`` of channel block ``a = i1 // n1`` is ``x_i1 (x) y_i2`` over the channels of
+    block ``a`` of ``x`` and block ``i2 // n2`` of ``y``; a path subset zeroes the other rows."""
+    from eqtool.nn import clebsch_gordan
+
+    irs1 = [o3.Irrep(s) for s in ("0e", "1o", "2e")]
+    irs2 = [o3.Irrep(s) for s in ("0e", "1o")]
+    tp = NodeTP(irs1, irs2, [o3.Irrep(s) for s in ("0e", "1o", "1e", "2e", "3o")], copies=copies)
+    c = 3
+    x, y = torch.randn(4, 9, copies * c, dtype=F64), torch.randn(4, 4, copies * c, dtype=F64)
+    o1, o2 = [0, 1, 4, 9], [0, 1, 4]
+    keep = [p for p in range(tp.n_paths) if p % 3 != 1]
+    full, part = tp(x, y), tp.blockwise(x, y, keep, torch.full((tp.n_paths,), 2.0, dtype=F64))
+    assert full.shape == (4, sum(ir.dim for ir in tp.irs_out), copies * c)
+    seen = torch.zeros(full.shape[1], copies, dtype=torch.long)
+    for p, (i1, i2, ir3) in enumerate(tp.paths):
+        a, b = divmod(i1, 3)[0], divmod(i2, 2)[0]
+        j1, j2 = i1 % 3, i2 % 2
+        xs = x[:, o1[j1]: o1[j1 + 1], a * c: (a + 1) * c]
+        ys = y[:, o2[j2]: o2[j2 + 1], b * c: (b + 1) * c]
+        ref = torch.einsum("ijk,nic,njc->nkc", clebsch_gordan(irs1[j1], irs2[j2], ir3), xs, ys)
+        _, r0, r1 = tp.path_rows[p]
+        torch.testing.assert_close(full[:, r0:r1, a * c: (a + 1) * c], ref, rtol=0, atol=1e-12)
+        want = 2 * ref if p in keep else torch.zeros_like(ref)
+        torch.testing.assert_close(part[:, r0:r1, a * c: (a + 1) * c], want, rtol=0, atol=1e-12)
+        seen[r0:r1, a] += 1
+    assert bool((seen == 1).all())  # every output row belongs to exactly one path
+    with pytest.raises(ValueError, match="copies"):
+        NodeTP(irs1, irs1, irs1, symmetric=True, copies=2)
+
+
 @pytest.mark.parametrize("correlation", [1, 2, 3])
 def test_product_basis_equivariant_and_polynomial(correlation):
     irs_a = UniformIrreps("3x0e+3x1o+3x2e+3x3o")
