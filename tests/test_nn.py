@@ -175,7 +175,7 @@ def test_node_tp_matches_einsum_reference(copies):
     assert full.shape == (4, sum(ir.dim for ir in tp.irs_out), copies * c)
     seen = torch.zeros(full.shape[1], copies, dtype=torch.long)
     for p, (i1, i2, ir3) in enumerate(tp.paths):
-        a, b = divmod(i1, 3)[0], divmod(i2, 2)[0]
+        a, b = i1 // 3, i2 // 2
         j1, j2 = i1 % 3, i2 % 2
         xs = x[:, o1[j1]: o1[j1 + 1], a * c: (a + 1) * c]
         ys = y[:, o2[j2]: o2[j2 + 1], b * c: (b + 1) * c]

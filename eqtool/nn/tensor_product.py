@@ -160,7 +160,7 @@ class NodeTP(nn.Module):
         irs1 = [o3.Irrep(ir) for ir in irs1]
         irs2 = [o3.Irrep(ir) for ir in irs2]
         o1, o2 = _offsets(irs1), _offsets(irs2)
-        self.n1, self.n2 = len(irs1), len(irs2)
+        n1 = len(irs1)
         all1, all2 = irs1 * k, irs2 * k  # logical irreps of the k copies
         paths = []
         for ir3 in (o3.Irrep(ir) for ir in irs_target):
@@ -172,7 +172,7 @@ class NodeTP(nn.Module):
                         continue
                     paths.append((i1, i2, ir3))
         self.paths = paths
-        self.irs_out = [ir3 for i1, _, ir3 in paths if i1 < self.n1]  # the rows of one channel block
+        self.irs_out = [ir3 for i1, _, ir3 in paths if i1 < n1]  # the rows of one channel block
         self.n_paths = len(paths)
         d_out = sum(ir.dim for ir in self.irs_out)
         full = torch.zeros(o1[-1], o2[-1], d_out, dtype=torch.float64) if symmetric else None
@@ -182,7 +182,7 @@ class NodeTP(nn.Module):
         self.blocks: dict[tuple[int, int], list[int]] = {}  # paths per input pair (i1, i2), in order
         for p, (i1, i2, ir3) in enumerate(paths):
             cg = clebsch_gordan(all1[i1], all2[i2], ir3)  # [d1, d2, d3]
-            a = i1 // self.n1
+            a = i1 // n1  # x's copy: the output's channel block
             if symmetric:
                 full[o1[i1]: o1[i1 + 1], o2[i2]: o2[i2 + 1], row[a]: row[a] + ir3.dim] = cg
             self.consts.add(f"path_{p}", cg.reshape(-1, ir3.dim).T)  # [d3, d1 d2] for the block form
@@ -225,8 +225,7 @@ class NodeTP(nn.Module):
             ps = [p for p in ps if p in on]
             if not ps:
                 continue
-            path = torch.tensor([p for p in ps for _ in range(self.path_rows[p][2] - self.path_rows[p][1])],
-                                device=like.device)
+            path = torch.tensor([p for p in ps for _ in range(self.paths[p][2].dim)], device=like.device)
             steps.append((i1, i2, torch.cat([self.consts.get(f"path_{p}", like) for p in ps]), path))
             for p in ps:
                 a, r0, r1 = self.path_rows[p]
